@@ -1,0 +1,10 @@
+"""Thin Keras pipeline script: flags -> config -> stage. Same flags as `tfrs-app train-retrieval`.
+
+    python pipelines/train_retrieval.py --help
+"""
+import sys
+
+from tfrs_app.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train-retrieval", *sys.argv[1:]]))

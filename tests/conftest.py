@@ -1,0 +1,45 @@
+"""Shared fixtures: small synthetic data, one trained smoke run per session, the MovieLens path."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import tfrs_app  # noqa: F401  (legacy Keras before TensorFlow)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_ML = Path(os.environ.get("TFRS_APP_ML_DIR", REPO.parent / "shared" / "data" / "ml-latest-small"))
+
+
+@pytest.fixture(scope="session")
+def smoke_config_path() -> Path:
+    return REPO / "pipelines" / "configs" / "smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, smoke_config_path):
+    """A smoke run trained once per session: (run_dir, TrainedRetrieval, metrics)."""
+    from tfrs_app.config import load_config
+    from tfrs_app.retrieval.train import load_trained, run
+
+    run_dir = tmp_path_factory.mktemp("smoke_run")
+    cfg = load_config(smoke_config_path, [f"run_dir={run_dir}", f"export.base_dir={run_dir / 'saved_models'}"])
+    metrics = run(cfg)
+    return run_dir, load_trained(run_dir), metrics
+
+
+@pytest.fixture(scope="session")
+def movielens_manual_dir() -> Path:
+    if not (SHARED_ML / "ml-latest-small.zip").exists():
+        pytest.skip(f"MovieLens archive not found at {SHARED_ML} (set TFRS_APP_ML_DIR to the folder holding "
+                    "ml-latest-small.zip); real-data tests skipped")
+    return SHARED_ML
+
+
+@pytest.fixture(scope="session")
+def tfds_data_dir() -> Path:
+    """A tfds data_dir kept between test runs (prepared datasets are reused), git-ignored."""
+    path = REPO / ".cache" / "tfds"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,310 @@
+"""Run configuration: frozen dataclasses, read from YAML, validated once, saved with each run.
+
+A config is plain data. It becomes objects (datasets, towers, indexes) in exactly one place
+per stage (``retrieval.train.build_model``, ``retrieval.index.build_indexes``), so every layer
+keeps typed constructor arguments and never sees a config object.
+
+``load_config(path, overrides)`` is the only entry point: it rejects unknown keys and values of
+the wrong type or range with a ``ConfigError`` naming the dotted field, e.g.
+``retrieval.temperature: must be > 0, got -1``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown, mistyped or out of range."""
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Sizes and strengths of the planted structure in the synthetic generator."""
+
+    num_users: int = 3000
+    num_items: int = 2000
+    mean_interactions_per_user: float = 40.0
+    latent_dim: int = 8
+    affinity_strength: float = 3.0  # scale of user.item in the choice logits
+    popularity_strength: float = 1.0  # std of the log-popularity bias
+    num_genres: int = 12
+    unsafe_fraction: float = 0.05
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        _positive(where, "num_users", self.num_users)
+        _positive(where, "num_items", self.num_items)
+        _positive(where, "mean_interactions_per_user", self.mean_interactions_per_user)
+        _positive(where, "latent_dim", self.latent_dim)
+        _positive(where, "num_genres", self.num_genres)
+        if not 0.0 <= self.unsafe_fraction < 1.0:
+            raise ConfigError(f"{where}.unsafe_fraction: must be in [0, 1), got {self.unsafe_fraction}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where interactions come from and how they are split.
+
+    source: ``synthetic``, ``movielens/<variant>`` (100k, 1m, latest-small, 20m, 25m),
+    ``csv`` or ``parquet`` (then ``path`` and optionally ``columns``, a mapping from our
+    schema's names to the file's column names, and ``items_path`` for a catalog file).
+    """
+
+    source: str = "synthetic"
+    path: Optional[str] = None
+    items_path: Optional[str] = None
+    columns: Mapping[str, str] = field(default_factory=dict)
+    data_dir: Optional[str] = None  # tfds data_dir
+    manual_dir: Optional[str] = None  # tfds manual_dir: the MovieLens zip, for offline use
+    split: str = "time"  # time | random
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    history_length: int = 10
+    seed: int = 0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def validate(self, where: str) -> None:
+        from tfrs_app.data.movielens import VARIANTS
+
+        allowed = {"synthetic", "csv", "parquet"} | {f"movielens/{v}" for v in VARIANTS}
+        if self.source not in allowed:
+            raise ConfigError(f"{where}.source: must be one of {sorted(allowed)}, got {self.source!r}")
+        if self.source in ("csv", "parquet") and not self.path:
+            raise ConfigError(f"{where}.path: required when source is {self.source!r}")
+        if self.split not in ("time", "random"):
+            raise ConfigError(f"{where}.split: must be 'time' or 'random', got {self.split!r}")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{where}.{name}: must be in [0, 1), got {value}")
+        if self.test_fraction <= 0.0:
+            raise ConfigError(f"{where}.test_fraction: must be > 0, got {self.test_fraction}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(f"{where}: val_fraction + test_fraction must be < 1")
+        _positive(where, "history_length", self.history_length)
+        self.synthetic.validate(f"{where}.synthetic")
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Two-tower model and its training.
+
+    The ``use_*`` switches turn features off; with all of them off, no hidden layers, no logQ,
+    Adagrad at 0.1 and 32-dim embeddings, this is the TFRS tutorial's model (see
+    ``pipelines/configs/tfrs_tutorial.yaml``).
+    """
+
+    embedding_dim: int = 64
+    hidden_layers: tuple[int, ...] = (128,)
+    output_dim: int = 64
+    use_user_features: bool = True
+    use_history: bool = True
+    use_time: bool = True
+    use_text: bool = True
+    use_genres: bool = True
+    time_buckets: int = 20
+    id_dropout: float = 0.1  # replaces ids by OOV in training so unknown users/items get a learned vector
+    use_logq: bool = True
+    remove_accidental_hits: bool = True
+    temperature: float = 0.1
+    l2_normalize: bool = True
+    optimizer: str = "adam"  # adam | adagrad
+    learning_rate: float = 0.003
+    batch_size: int = 2048
+    epochs: int = 5
+    eval_ks: tuple[int, ...] = (10, 100)
+    exclude_seen: bool = True  # user-level metrics skip items the user met in training
+
+    def validate(self, where: str) -> None:
+        for name in ("embedding_dim", "output_dim", "time_buckets", "batch_size", "epochs"):
+            _positive(where, name, getattr(self, name))
+        for size in self.hidden_layers:
+            if size <= 0:
+                raise ConfigError(f"{where}.hidden_layers: sizes must be > 0, got {list(self.hidden_layers)}")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ConfigError(f"{where}.id_dropout: must be in [0, 1), got {self.id_dropout}")
+        _positive(where, "temperature", self.temperature)
+        _positive(where, "learning_rate", self.learning_rate)
+        if self.optimizer not in ("adam", "adagrad"):
+            raise ConfigError(f"{where}.optimizer: must be 'adam' or 'adagrad', got {self.optimizer!r}")
+        if not self.eval_ks or any(k <= 0 for k in self.eval_ks):
+            raise ConfigError(f"{where}.eval_ks: must be positive integers, got {list(self.eval_ks)}")
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """ScaNN index. ``None`` parameters are derived from the catalog size (see ``index.py``)."""
+
+    k: int = 100
+    num_leaves: Optional[int] = None
+    num_leaves_to_search: Optional[int] = None
+    num_reordering_candidates: Optional[int] = None
+    dimensions_per_block: int = 2
+    recall_k: int = 10
+    target_recall: float = 0.95  # derived num_leaves_to_search doubles until recall@recall_k reaches it
+    max_eval_queries: int = 2000
+
+    def validate(self, where: str) -> None:
+        for name in ("k", "dimensions_per_block", "recall_k", "max_eval_queries"):
+            _positive(where, name, getattr(self, name))
+        if not 0.0 < self.target_recall <= 1.0:
+            raise ConfigError(f"{where}.target_recall: must be in (0, 1], got {self.target_recall}")
+        for name in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(where, name, value)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """TF-Serving exports: ``<base_dir>/retrieval/<version>/`` and ``retrieval_scann``."""
+
+    base_dir: str = "saved_models"
+    k: int = 10
+
+    def validate(self, where: str) -> None:
+        _positive(where, "k", self.k)
+
+
+@dataclass(frozen=True)
+class Config:
+    run_dir: str = "runs/demo"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def validate(self) -> None:
+        self.data.validate("data")
+        self.retrieval.validate("retrieval")
+        self.index.validate("index")
+        self.export.validate("export")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the resolved config as YAML (atomically), so a run can be reproduced."""
+        from tfrs_app.io import atomic_write_text
+
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[list[str]] = None) -> Config:
+    """Reads a YAML config (or the defaults), applies ``key.sub=value`` overrides, validates.
+
+    Raises ConfigError naming the field for unknown keys, wrong types and bad values.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        raw = yaml.safe_load(text) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
+    for item in overrides or []:
+        _apply_override(raw, item)
+    config = _build(Config, raw, "")
+    config.validate()
+    return config
+
+
+def replace(config: Config, **changes: Any) -> Config:
+    """``dataclasses.replace`` for nested fields: ``replace(cfg, **{"retrieval.epochs": 1})``."""
+    raw = config.to_dict()
+    for dotted, value in changes.items():
+        _set_dotted(raw, dotted, value)
+    new = _build(Config, raw, "")
+    new.validate()
+    return new
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key.sub=value")
+    key, value = item.split("=", 1)
+    _set_dotted(raw, key.strip(), yaml.safe_load(value))
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{_join(where, unknown[0])}: unknown key (known: {sorted(names)})")
+    kwargs = {name: _coerce(hints[name], value, _join(where, name)) for name, value in raw.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (Mapping, dict) or hint is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _positive(where: str, name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{where}.{name}: must be > 0, got {value}")
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,1 @@
+"""Data layer: one schema (schema.py), sources (synthetic, movielens, tabular), splits."""

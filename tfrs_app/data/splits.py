@@ -1,0 +1,77 @@
+"""Train / validation / test splits of an interaction log.
+
+- ``time_split`` (default): one global cut in time. Validation and test events happen after
+  every training event, as in production, so nothing from the future leaks into training.
+- ``random_split``: events shuffled under a seed, as in the TFRS tutorials (80/20 there); kept
+  so our numbers can be compared with theirs. It leaks the future and flatters every model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def time_split(events: pd.DataFrame, val_fraction: float = 0.1, test_fraction: float = 0.1) -> Splits:
+    """Cuts at time quantiles; events sharing a timestamp never straddle a cut.
+
+    events must be sorted by timestamp (validated logs are).
+    """
+    times = events["timestamp"].to_numpy()
+    if np.any(np.diff(times) < 0):
+        raise ValueError("time_split: events must be sorted by timestamp")
+    n = len(events)
+    val_start = _cut(times, int(round(n * (1.0 - val_fraction - test_fraction))))
+    test_start = _cut(times, int(round(n * (1.0 - test_fraction))))
+    return _slice(events, val_start, test_start)
+
+
+def random_split(events: pd.DataFrame, val_fraction: float = 0.0, test_fraction: float = 0.2, seed: int = 0) -> Splits:
+    """Shuffles under ``seed`` and cuts; each part is re-sorted by time."""
+    order = np.random.default_rng(seed).permutation(len(events))
+    n = len(events)
+    n_test = int(round(n * test_fraction))
+    n_val = int(round(n * val_fraction))
+    parts = [np.sort(order[n_test + n_val:]), np.sort(order[n_test:n_test + n_val]), np.sort(order[:n_test])]
+    train, val, test = (events.iloc[p].reset_index(drop=True) for p in parts)
+    return Splits(train, val, test)
+
+
+def split(events: pd.DataFrame, method: str, val_fraction: float, test_fraction: float, seed: int = 0) -> Splits:
+    if method == "time":
+        splits = time_split(events, val_fraction, test_fraction)
+    elif method == "random":
+        splits = random_split(events, val_fraction, test_fraction, seed)
+    else:
+        raise ValueError(f"data.split: must be 'time' or 'random', got {method!r}")
+    if len(splits.train) == 0 or len(splits.test) == 0:
+        raise ValueError(f"data.split: the {method} split left an empty train or test set {splits.sizes()}; "
+                         "use more data or other fractions")
+    return splits
+
+
+def _cut(times: np.ndarray, position: int) -> int:
+    """``position`` moved back to the first event sharing its timestamp (ties stay together, on the later side)."""
+    position = min(max(position, 0), len(times))
+    if position in (0, len(times)):
+        return position
+    return int(np.searchsorted(times, times[position], side="left"))
+
+
+def _slice(events: pd.DataFrame, val_start: int, test_start: int) -> Splits:
+    return Splits(
+        events.iloc[:val_start].reset_index(drop=True),
+        events.iloc[val_start:test_start].reset_index(drop=True),
+        events.iloc[test_start:].reset_index(drop=True),
+    )

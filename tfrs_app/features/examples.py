@@ -1,0 +1,58 @@
+"""Model inputs as dicts of numpy arrays, keyed by the names the towers and signatures use.
+
+Query inputs:     user_id [N] str, user_<f> [N] str, timestamp [N] int64,
+                  history [N, H] str (most recent first, "" pads).
+Candidate inputs: item_id [N] str, item_title [N] str, item_genres [N] str ("|"-joined).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tfrs_app.data.schema import user_feature_columns
+
+
+def with_history(events: pd.DataFrame, history_length: int) -> np.ndarray:
+    """For each event, the ids of the same user's previous ``history_length`` events in ``events``.
+
+    events must be sorted by time. Returns [N, H] object array, most recent first, "" padded.
+    Only events inside the frame count, so a training row never sees a later split.
+    """
+    grouped = events.groupby("user_id", sort=False)["item_id"]
+    history = np.full((len(events), history_length), "", dtype=object)
+    for lag in range(1, history_length + 1):
+        history[:, lag - 1] = grouped.shift(lag).fillna("").to_numpy(dtype=object)
+    return history
+
+
+def user_histories(known: pd.DataFrame, user_ids: np.ndarray, history_length: int) -> np.ndarray:
+    """The last ``history_length`` items of each user in ``known`` (time-sorted), [U, H] as above."""
+    tails = known.groupby("user_id", sort=False)["item_id"].apply(lambda s: s.to_numpy()[::-1][:history_length])
+    history = np.full((len(user_ids), history_length), "", dtype=object)
+    for row, user in enumerate(user_ids):
+        items = tails.get(user)
+        if items is not None:
+            history[row, : len(items)] = items
+    return history
+
+
+def query_features(frame: pd.DataFrame, history: np.ndarray) -> dict[str, np.ndarray]:
+    """Query inputs for each row of ``frame`` (which has user_id, timestamp, user_* columns)."""
+    features = {
+        "user_id": frame["user_id"].to_numpy(dtype=object),
+        "timestamp": frame["timestamp"].to_numpy(dtype=np.int64),
+        "history": history,
+    }
+    for column in user_feature_columns(frame):
+        features[column] = frame[column].to_numpy(dtype=object)
+    return features
+
+
+def candidate_features(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Candidate inputs for each row of ``frame`` (events or the catalog)."""
+    return {c: frame[c].to_numpy(dtype=object) for c in ("item_id", "item_title", "item_genres")}
+
+
+def as_strings(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Object arrays to bytes, which tf.constant and tf.data take without per-element checks."""
+    return {k: (v.astype(str).astype(bytes) if v.dtype == object else v) for k, v in features.items()}

@@ -1,0 +1,151 @@
+"""Query and candidate towers. Layers take typed arguments, never config objects.
+
+Both towers take a dict of raw tensors (strings, int64 timestamps), so the same code runs in
+training, evaluation and the exported serving signature. Output: [batch, output_dim] float32,
+L2-normalised when ``l2_normalize`` (scores are then cosines, scaled by the task temperature).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import tfrs_app  # noqa: F401  (legacy Keras before TensorFlow)
+import tensorflow as tf
+
+from tfrs_app.data.schema import GENRE_SEPARATOR
+
+
+class MaskedMeanEmbedding(tf.keras.layers.Layer):
+    """Mean of the embeddings of ids [B, L] where id 0 is padding; zeros for an all-padding row.
+
+    Used for pooled history, title tokens and genres: bags of variable length.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = tf.keras.layers.Embedding(input_dim, output_dim)
+
+    def call(self, ids: tf.Tensor) -> tf.Tensor:
+        mask = tf.cast(tf.not_equal(ids, 0), tf.float32)[..., None]  # [B, L, 1]
+        total = tf.reduce_sum(self.embedding(ids) * mask, axis=1)
+        return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
+class IdEmbedding(tf.keras.layers.Layer):
+    """String id -> embedding, with index 0 the out-of-vocabulary row.
+
+    In training, ids are replaced by OOV with probability ``dropout``, so the OOV row learns a
+    sensible "unknown" vector and the other features learn to carry the signal (cold start).
+    """
+
+    def __init__(self, vocabulary: Sequence[str], output_dim: int, dropout: float = 0.0, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.lookup = tf.keras.layers.StringLookup(vocabulary=list(vocabulary), num_oov_indices=1)
+        self.embedding = tf.keras.layers.Embedding(len(vocabulary) + 1, output_dim)
+        self.dropout = dropout
+        self.seed = seed
+
+    def call(self, ids: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+        index = self.lookup(ids)
+        if training and self.dropout > 0:
+            drop = tf.random.uniform(tf.shape(index), seed=self.seed) < self.dropout
+            index = tf.where(drop, tf.zeros_like(index), index)
+        return self.embedding(index)
+
+
+def _mlp(hidden_layers: Sequence[int], output_dim: int, name: str) -> tf.keras.Sequential:
+    layers = [tf.keras.layers.Dense(size, activation="relu") for size in hidden_layers]
+    layers.append(tf.keras.layers.Dense(output_dim))
+    return tf.keras.Sequential(layers, name=name)
+
+
+class _Tower(tf.keras.Model):
+    """Concatenates feature embeddings, then an MLP; an id-only tower with no hidden layers and
+    a matching width is the bare embedding (the TFRS tutorial model)."""
+
+    def _setup_head(self, hidden_layers: Sequence[int], output_dim: int, bare: bool, l2_normalize: bool) -> None:
+        self.head = None if bare else _mlp(hidden_layers, output_dim, name="mlp")
+        self.l2_normalize = l2_normalize
+
+    def _finish(self, parts: list[tf.Tensor]) -> tf.Tensor:
+        x = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+        if self.head is not None:
+            x = self.head(x)
+        return tf.math.l2_normalize(x, axis=1) if self.l2_normalize else x
+
+
+class QueryTower(_Tower):
+    """features -> [B, output_dim].
+
+    features: user_id [B] str; user_<f> [B] str for each name in ``user_feature_vocabs``;
+    timestamp [B] int64 (Unix s); history [B, L] str, any L, "" pads, unknown ids allowed.
+    """
+
+    def __init__(self, user_vocabulary: Sequence[str], item_vocabulary: Sequence[str],
+                 user_feature_vocabs: Mapping[str, Sequence[str]], time_mean: float, time_std: float,
+                 time_boundaries: Sequence[float], embedding_dim: int = 64, hidden_layers: Sequence[int] = (128,),
+                 output_dim: int = 64, id_dropout: float = 0.1, use_history: bool = True, use_time: bool = True,
+                 l2_normalize: bool = True, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.user = IdEmbedding(user_vocabulary, embedding_dim, id_dropout, seed, name="user_id")
+        self.user_features = {
+            name: tf.keras.Sequential([
+                tf.keras.layers.StringLookup(vocabulary=list(vocab), num_oov_indices=1),
+                tf.keras.layers.Embedding(len(vocab) + 1, max(8, embedding_dim // 4)),
+            ], name=name)
+            for name, vocab in sorted(user_feature_vocabs.items())
+        }
+        self.history = None
+        if use_history:
+            self.history_lookup = tf.keras.layers.StringLookup(vocabulary=list(item_vocabulary), mask_token="",
+                                                               num_oov_indices=1)
+            self.history = MaskedMeanEmbedding(len(item_vocabulary) + 2, embedding_dim, name="history")
+        self.use_time = use_time
+        if use_time:
+            self.time_mean, self.time_std = float(time_mean), float(time_std)
+            self.time_bucket = tf.keras.layers.Discretization(bin_boundaries=list(time_boundaries))
+            self.time_embedding = tf.keras.layers.Embedding(len(time_boundaries) + 1, max(8, embedding_dim // 4))
+        bare = not (self.user_features or use_history or use_time or hidden_layers) and embedding_dim == output_dim
+        self._setup_head(hidden_layers, output_dim, bare, l2_normalize)
+
+    def call(self, features: Mapping[str, tf.Tensor], training: Optional[bool] = None) -> tf.Tensor:
+        parts = [self.user(features["user_id"], training=training)]
+        for name, layer in self.user_features.items():
+            parts.append(layer(features[name]))
+        if self.history is not None:
+            parts.append(self.history(self.history_lookup(features["history"])))
+        if self.use_time:
+            seconds = tf.cast(features["timestamp"], tf.float64)
+            parts.append(tf.cast((seconds - self.time_mean) / self.time_std, tf.float32)[:, None])
+            parts.append(self.time_embedding(self.time_bucket(seconds)))
+        return self._finish(parts)
+
+
+class CandidateTower(_Tower):
+    """features -> [B, output_dim]. features: item_id, item_title, item_genres ("|"-joined), all [B] str."""
+
+    def __init__(self, item_vocabulary: Sequence[str], title_vocabulary: Sequence[str], genre_vocabulary: Sequence[str],
+                 embedding_dim: int = 64, hidden_layers: Sequence[int] = (128,), output_dim: int = 64,
+                 id_dropout: float = 0.1, use_text: bool = True, use_genres: bool = True, l2_normalize: bool = True,
+                 seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.item = IdEmbedding(item_vocabulary, embedding_dim, id_dropout, seed + 1, name="item_id")
+        self.title = None
+        if use_text and title_vocabulary:
+            self.title_vectorizer = tf.keras.layers.TextVectorization(vocabulary=list(title_vocabulary))
+            self.title = MaskedMeanEmbedding(len(title_vocabulary) + 2, embedding_dim, name="title")
+        self.genres = None
+        if use_genres and genre_vocabulary:
+            self.genre_lookup = tf.keras.layers.StringLookup(vocabulary=list(genre_vocabulary), mask_token="",
+                                                             num_oov_indices=1)
+            self.genres = MaskedMeanEmbedding(len(genre_vocabulary) + 2, max(8, embedding_dim // 4), name="genres")
+        bare = self.title is None and self.genres is None and not hidden_layers and embedding_dim == output_dim
+        self._setup_head(hidden_layers, output_dim, bare, l2_normalize)
+
+    def call(self, features: Mapping[str, tf.Tensor], training: Optional[bool] = None) -> tf.Tensor:
+        parts = [self.item(features["item_id"], training=training)]
+        if self.title is not None:
+            parts.append(self.title(self.title_vectorizer(features["item_title"])))
+        if self.genres is not None:
+            tokens = tf.strings.split(features["item_genres"], GENRE_SEPARATOR).to_tensor("")
+            parts.append(self.genres(self.genre_lookup(tokens)))
+        return self._finish(parts)

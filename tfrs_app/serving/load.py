@@ -1,0 +1,72 @@
+"""Loading exported SavedModels the way TF Serving would, with clear errors.
+
+``load_saved_model(path)`` takes a model base path (the latest integer version is used) or a
+version folder. It imports ScaNN first when the export needs its ops (metadata says so), and
+turns a missing or corrupt model into a ``ModelLoadError`` naming the path.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+import tfrs_app  # noqa: F401
+
+from tfrs_app.serving.export import METADATA
+
+
+class ModelLoadError(RuntimeError):
+    """The SavedModel is missing, incomplete or unreadable."""
+
+
+def resolve_version(path: str | Path) -> Path:
+    """A version folder for ``path``: itself if it holds saved_model.pb, else its highest integer child."""
+    path = Path(path)
+    if (path / "saved_model.pb").exists():
+        return path
+    if not path.is_dir():
+        raise ModelLoadError(f"{path}: no such SavedModel or model base path")
+    versions = sorted((int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit()))
+    if not versions:
+        raise ModelLoadError(f"{path}: no saved_model.pb and no integer version folders")
+    version = path / str(versions[-1])
+    if not (version / "saved_model.pb").exists():
+        raise ModelLoadError(f"{version}: version folder without saved_model.pb (incomplete export?)")
+    return version
+
+
+def metadata(version_dir: str | Path) -> dict:
+    meta = Path(version_dir) / METADATA
+    return json.loads(meta.read_text()) if meta.exists() else {}
+
+
+def load_saved_model(path: str | Path):
+    """Loads the SavedModel at ``path`` (base path or version folder); returns the loaded object."""
+    import tensorflow as tf
+
+    version = resolve_version(path)
+    if metadata(version).get("requires_scann"):
+        import scann  # noqa: F401  registers the Scann>* ops this graph uses
+    try:
+        return tf.saved_model.load(str(version))
+    except Exception as error:  # noqa: BLE001  any parse/op failure means the model is unusable
+        raise ModelLoadError(f"{version}: cannot load SavedModel ({type(error).__name__}: {str(error)[:300]})") from error
+
+
+def query_request(user_ids: list[str], timestamps: list[int], histories: list[list[str]],
+                  user_features: Mapping[str, list[str]] | None = None) -> dict:
+    """Builds signature inputs from Python lists: pads histories with "" to one length."""
+    import tensorflow as tf
+
+    width = max([len(h) for h in histories] + [1])
+    padded = np.array([list(h) + [""] * (width - len(h)) for h in histories], dtype=object).astype(str)
+    request = {
+        "user_id": tf.constant(np.array(user_ids, dtype=object).astype(str)),
+        "timestamp": tf.constant(np.array(timestamps, dtype=np.int64)),
+        "history": tf.constant(padded.reshape(len(user_ids), width)),
+    }
+    for name, values in (user_features or {}).items():
+        request[name] = tf.constant(np.array(values, dtype=object).astype(str))
+    return request
