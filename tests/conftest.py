@@ -12,19 +12,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_ML = Path(os.environ.get("TFRS_APP_ML_DIR", REPO.parent / "shared" / "data" / "ml-latest-small"))
 
 
-@pytest.fixture(scope="session")
-def smoke_config_path() -> Path:
-    return REPO / "pipelines" / "configs" / "smoke.yaml"
+CONFIGS = REPO / "pipelines" / "configs"
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, smoke_config_path):
-    """A smoke run trained once per session: (run_dir, TrainedRetrieval, metrics)."""
+def trained_run(tmp_path_factory):
+    """The demo config (3000 users, 2000 items, ~40 events each) trained once per session
+    (~30 s): (run_dir, TrainedRetrieval, metrics)."""
     from tfrs_app.config import load_config
     from tfrs_app.retrieval.train import load_trained, run
 
-    run_dir = tmp_path_factory.mktemp("smoke_run")
-    cfg = load_config(smoke_config_path, [f"run_dir={run_dir}", f"export.base_dir={run_dir / 'saved_models'}"])
+    run_dir = tmp_path_factory.mktemp("demo_run")
+    cfg = load_config(CONFIGS / "demo.yaml", [f"run_dir={run_dir}", f"export.base_dir={run_dir / 'saved_models'}"])
     metrics = run(cfg)
     return run_dir, load_trained(run_dir), metrics
 

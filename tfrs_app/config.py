@@ -67,7 +67,7 @@ class DataConfig:
     split: str = "time"  # time | random
     val_fraction: float = 0.1
     test_fraction: float = 0.1
-    history_length: int = 10
+    history_length: int = 20
     seed: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
@@ -111,15 +111,15 @@ class RetrievalConfig:
     use_text: bool = True
     use_genres: bool = True
     time_buckets: int = 20
-    id_dropout: float = 0.1  # replaces ids by OOV in training so unknown users/items get a learned vector
+    id_dropout: float = 0.3  # replaces ids by OOV in training so unknown users/items get a learned vector
     use_logq: bool = True
     remove_accidental_hits: bool = True
-    temperature: float = 0.1
+    temperature: float = 0.2
     l2_normalize: bool = True
     optimizer: str = "adam"  # adam | adagrad
     learning_rate: float = 0.003
     batch_size: int = 2048
-    epochs: int = 5
+    epochs: int = 3
     eval_ks: tuple[int, ...] = (10, 100)
     exclude_seen: bool = True  # user-level metrics skip items the user met in training
 

@@ -85,6 +85,7 @@ def run(cfg: Config) -> dict:
     history = model.fit(dataset, epochs=cfg.retrieval.epochs, callbacks=callbacks,
                         verbose=1 if sys.stdout.isatty() else 2)
     train_seconds = time.perf_counter() - started
+    shutil.rmtree(run_dir / "retrieval" / "backup", ignore_errors=True)  # fit finished: nothing to resume
     save_towers(model, run_dir / "retrieval" / "checkpoint")
 
     trained = TrainedRetrieval(cfg, space, model, catalog, splits)
@@ -127,6 +128,7 @@ def build_towers(model: RetrievalModel, events: pd.DataFrame, space: FeatureSpac
     model.query_tower({k: tf.constant(v) for k, v in as_strings(
         query_features(sample, with_history(sample, space.history_length))).items()})
     model.candidate_tower({k: tf.constant(v) for k, v in as_strings(candidate_features(sample)).items()})
+    model.built = True  # all variables live in the towers; lets BackupAndRestore checkpoint from epoch 1
 
 
 def save_towers(model: RetrievalModel, directory: Path) -> None:
