@@ -28,7 +28,8 @@ log = logging.getLogger("tfrs_app")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
     try:
         return args.func(args) or 0
     except (ConfigError, SchemaError, FileNotFoundError, ValueError) as error:
