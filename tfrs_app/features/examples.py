@@ -54,5 +54,5 @@ def candidate_features(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def as_strings(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Object arrays to bytes, which tf.constant and tf.data take without per-element checks."""
-    return {k: (v.astype(str).astype(bytes) if v.dtype == object else v) for k, v in features.items()}
+    """Object arrays to UTF-8 bytes, which tf.constant and tf.data take without per-element checks."""
+    return {k: (np.char.encode(v.astype(str), "utf-8") if v.dtype == object else v) for k, v in features.items()}
