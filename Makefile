@@ -24,7 +24,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/tfrs-app demo --dataset $(DATASET) $(if $(filter movielens/%,$(DATASET)),$(if $(wildcard $(SHARED_ML)/ml-latest-small.zip),--manual-dir $(SHARED_ML)))
+	$(BIN)/tfrs-app demo --dataset $(DATASET) $(if $(filter movielens/%,$(DATASET)),--config pipelines/configs/movielens.yaml $(if $(wildcard $(SHARED_ML)/ml-latest-small.zip),--manual-dir $(SHARED_ML)))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -5,7 +5,7 @@ Per split protocol it trains and evaluates, each run in its own temporary run_di
 - ``popularity``: most-popular-in-training first (computed inside every run; reported from ``ours``);
 - ``tutorial``: ``pipelines/configs/tfrs_tutorial.yaml``, the TFRS basic-retrieval tutorial's model
   (id-only 32-dim towers, no logQ, Adagrad 0.1, batch 8192, its own 3 epochs);
-- ``ours``: the package defaults (feature towers, logQ correction, Adam), ``--epochs`` epochs;
+- ``ours``: ``pipelines/configs/movielens.yaml`` (feature towers, logQ correction, Adam; ``--epochs`` overrides);
 - ``ours_no_logq``: ours with ``retrieval.use_logq=false``, the ablation behind the logQ claim.
 
 Metrics on the test split (see ``tfrs_app/retrieval/evaluate.py``): top-K accuracy per held-out
@@ -25,7 +25,7 @@ Protocols:
 The tutorial config is the comparison point because it is what people reproduce from the TFRS docs:
 beating popularity alone is easy to claim, beating the reference model on its own protocol is not.
 
-Run: python bench/retrieval_quality.py [--epochs 5] [--protocols random time] [--out PATH]
+Run: python bench/retrieval_quality.py [--epochs N] [--protocols random time] [--out PATH]
 """
 from __future__ import annotations
 
@@ -58,9 +58,10 @@ def configs(protocol: str, args, tmp: str) -> dict:
     val, test = PROTOCOLS[protocol]
     common = [f"data.split={protocol}", f"data.val_fraction={val}", f"data.test_fraction={test}",
               f"data.data_dir={args.data_dir}", f"data.manual_dir={args.manual_dir}"]
-    ours = ["data.source=movielens/latest-small", f"retrieval.epochs={args.epochs}"] + common
+    ours = common + ([f"retrieval.epochs={args.epochs}"] if args.epochs else [])
+    movielens = ROOT / "pipelines/configs/movielens.yaml"
     specs = {"tutorial": (ROOT / "pipelines/configs/tfrs_tutorial.yaml", common),
-             "ours": (None, ours), "ours_no_logq": (None, ours + ["retrieval.use_logq=false"])}
+             "ours": (movielens, ours), "ours_no_logq": (movielens, ours + ["retrieval.use_logq=false"])}
     return {name: load_config(path, overrides + [f"run_dir={tmp}/{protocol}-{name}"])
             for name, (path, overrides) in specs.items()}
 
@@ -119,6 +120,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it 0600
     os.replace(tmp, path)
 
 
@@ -126,7 +128,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manual-dir", default=str(ROOT.parent / "shared/data/ml-latest-small"))
     parser.add_argument("--data-dir", default=str(ROOT / ".cache/tfds"))
-    parser.add_argument("--epochs", type=int, default=5, help="epochs of ours (the tutorial keeps its own)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of ours (default: pipelines/configs/movielens.yaml's; the tutorial keeps its own)")
     parser.add_argument("--out", default=str(ROOT / "bench/results/retrieval_quality.json"))
     parser.add_argument("--protocols", nargs="+", choices=sorted(PROTOCOLS), default=["random", "time"])
     args = parser.parse_args()
