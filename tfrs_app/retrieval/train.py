@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,8 +57,12 @@ class TrainedRetrieval:
         return np.array([counts.get(i, 0) for i in self.catalog["item_id"]], dtype=np.int64)
 
 
-def run(cfg: Config) -> dict:
-    """Trains and evaluates; returns the metrics dict also written to retrieval/metrics.json."""
+def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict:
+    """Trains and evaluates; returns the metrics dict also written to retrieval/metrics.json.
+
+    ``callbacks`` are added to Keras ``fit`` (early stopping, custom logging, ...). A run that
+    was interrupted resumes from its last finished epoch when called again on the same run_dir.
+    """
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.yaml")
@@ -80,6 +85,7 @@ def run(cfg: Config) -> dict:
     callbacks = [
         tf.keras.callbacks.BackupAndRestore(str(run_dir / "retrieval" / "backup")),
         tf.keras.callbacks.TensorBoard(str(run_dir / "logs" / "retrieval"), update_freq="epoch"),
+        *callbacks,
     ]
     started = time.perf_counter()
     history = model.fit(dataset, epochs=cfg.retrieval.epochs, callbacks=callbacks,
