@@ -104,7 +104,3 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
         log.info("exported %s -> %s", name, paths[name])
     atomic_write_json(Path(run_dir) / "exports.json", paths)
     return paths
-
-
-def exports_of(run_dir: str | Path) -> dict:
-    return read_json(Path(run_dir) / "exports.json")

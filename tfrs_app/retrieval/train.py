@@ -34,7 +34,7 @@ from tfrs_app.data.sources import load_interactions
 from tfrs_app.data.splits import Splits, split
 from tfrs_app.features.examples import as_strings, candidate_features, query_features, with_history
 from tfrs_app.features.space import FeatureSpace
-from tfrs_app.io import atomic_write_json, atomic_write_parquet, read_json
+from tfrs_app.io import atomic_write_json, atomic_write_parquet
 from tfrs_app.retrieval.evaluate import build_eval_set, evaluate_model, evaluate_popularity
 from tfrs_app.retrieval.model import RetrievalModel, build_model
 
@@ -163,7 +163,3 @@ def load_trained(run_dir: str | Path) -> TrainedRetrieval:
     tf.train.Checkpoint(query_tower=model.query_tower, candidate_tower=model.candidate_tower).read(
         str(checkpoint)).assert_existing_objects_matched()
     return TrainedRetrieval(cfg, space, model, data["items"], Splits(data["train"], data["val"], data["test"]))
-
-
-def metrics_of(run_dir: str | Path) -> dict:
-    return read_json(Path(run_dir) / "retrieval" / "metrics.json")
