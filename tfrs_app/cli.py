@@ -103,8 +103,9 @@ def _demo(args: argparse.Namespace) -> None:
     from tfrs_app.stages import build_index, export
 
     extra = [f"data.source={args.dataset}"]
-    if args.dataset != "synthetic":
-        extra.append(f"run_dir=runs/{args.dataset.replace('/', '-')}")
+    if args.dataset != "synthetic":  # its own run and model base paths, so versions of different data never mix
+        slug = args.dataset.replace("/", "-")
+        extra += [f"run_dir=runs/{slug}", f"export.base_dir=saved_models/{slug}"]
     if args.manual_dir:
         extra.append(f"data.manual_dir={args.manual_dir}")
     if args.data_dir:
