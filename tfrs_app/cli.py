@@ -159,8 +159,7 @@ def show_recommendations(trained, stock_path: str, scann_path: str, num_users: i
     users = list(firsts["user_id"]) + ["a-brand-new-user"]
     times = list(firsts["timestamp"]) + [int(splits.test["timestamp"].max())]
     history = user_histories(known, np.array(users, dtype=object), trained.cfg.data.history_length)
-    features = {name: list(firsts[name]) + [""] for name in trained.space.user_features
-                if trained.cfg.retrieval.use_user_features}
+    features = {name: list(firsts[name]) + [""] for name in trained.model.query_tower.user_feature_names}
     request = query_request(users, times, [[h for h in row if h] for row in history], features)
     stock = load_saved_model(stock_path).signatures["serving_default"](**request)
     scann = load_saved_model(scann_path).signatures["serving_default"](**request)

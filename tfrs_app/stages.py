@@ -17,6 +17,7 @@ import pandas as pd
 
 import tfrs_app  # noqa: F401
 
+from tfrs_app.config import IndexConfig
 from tfrs_app.features.examples import candidate_features
 from tfrs_app.io import atomic_write_json, read_json
 from tfrs_app.retrieval.evaluate import build_eval_set
@@ -53,8 +54,7 @@ def build_index(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None)
     trained = trained or load_trained(run_dir)
     cfg = trained.cfg.index
     embeddings, ids = candidate_embeddings(trained)
-    params = scann_params(len(ids), cfg.k, cfg.num_leaves, cfg.num_leaves_to_search, cfg.num_reordering_candidates,
-                          cfg.dimensions_per_block)
+    params = _derived_params(cfg, len(ids), cfg.k)
     queries = held_out_queries(trained, cfg.max_eval_queries)
     recall_k = min(cfg.recall_k, len(ids))
     target = cfg.target_recall if cfg.num_leaves_to_search is None else 0.0
@@ -79,7 +79,11 @@ def index_params(run_dir: str | Path, trained: TrainedRetrieval, num_candidates:
     report = Path(run_dir) / "index" / "report.json"
     if report.exists():
         return ScannParams(**read_json(report)["params"])
-    cfg = trained.cfg.index
+    return _derived_params(trained.cfg.index, num_candidates, k)
+
+
+def _derived_params(cfg: IndexConfig, num_candidates: int, k: int) -> ScannParams:
+    """ScaNN parameters from the catalog size, with the config's explicit values winning."""
     return scann_params(num_candidates, k, cfg.num_leaves, cfg.num_leaves_to_search, cfg.num_reordering_candidates,
                         cfg.dimensions_per_block)
 
@@ -93,9 +97,9 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
     embeddings, ids = candidate_embeddings(trained)
     params = index_params(run_dir, trained, len(ids), k)
     scann, brute = build_scann(embeddings, ids, k, params), build_brute_force(embeddings, ids, k)
+    user_features = trained.model.query_tower.user_feature_names
     common = {"run_dir": str(Path(run_dir).resolve()), "num_candidates": int(len(ids)),
-              "user_features": list(trained.space.user_features) if cfg.retrieval.use_user_features else []}
-    user_features = common["user_features"]
+              "user_features": list(user_features)}
     paths = {}
     for name, layer, is_scann in (("retrieval", brute, False), ("retrieval_scann", scann, True)):
         server = RetrievalServer(trained.model.query_tower, layer, user_features, k)

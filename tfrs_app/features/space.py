@@ -20,9 +20,6 @@ import pandas as pd
 from tfrs_app.data.schema import GENRE_SEPARATOR, user_feature_columns
 from tfrs_app.io import atomic_write_text
 
-QUERY_INPUTS = ("user_id", "timestamp", "history")
-CANDIDATE_INPUTS = ("item_id", "item_title", "item_genres")
-
 
 @dataclass(frozen=True)
 class FeatureSpace:

@@ -94,7 +94,6 @@ def build_model(cfg: RetrievalConfig, space: FeatureSpace, seed: int = 0) -> Ret
 
 def embed(tower: tf.keras.Model, features: Mapping, batch_size: int = 4096) -> np.ndarray:
     """Runs a tower over numpy features in batches (inference mode); returns [N, D] float32."""
-
     n = len(next(iter(features.values())))
     out = []
     for start in range(0, n, batch_size):

@@ -107,6 +107,11 @@ class QueryTower(_Tower):
         bare = not (self.user_features or use_history or use_time or hidden_layers) and embedding_dim == output_dim
         self._setup_head(hidden_layers, output_dim, bare, l2_normalize)
 
+    @property
+    def user_feature_names(self) -> tuple[str, ...]:
+        """The ``user_<f>`` inputs this tower reads (the serving signature takes exactly these)."""
+        return tuple(sorted(self.user_features))
+
     def call(self, features: Mapping[str, tf.Tensor], training: Optional[bool] = None) -> tf.Tensor:
         parts = [self.user(features["user_id"], training=training)]
         for name, layer in self.user_features.items():
