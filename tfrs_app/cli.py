@@ -1,9 +1,11 @@
 """``tfrs-app <stage>``: the command line over the pipeline stages.
 
-    tfrs-app train-retrieval [--config FILE] [--set key=value ...]
-    tfrs-app build-index     --run-dir DIR
-    tfrs-app export          --run-dir DIR [--base-dir saved_models]
-    tfrs-app demo            [--dataset synthetic|movielens/<variant>] [--config FILE] [--set ...]
+    tfrs-app train-retrieval      [--config FILE] [--set key=value ...]
+    tfrs-app build-index          --run-dir DIR
+    tfrs-app train-ranker         [--config FILE] [--set key=value ...]
+    tfrs-app calibrate-thresholds --run-dir DIR [--set ranker.threshold_policy=mist ...]
+    tfrs-app export               --run-dir DIR [--base-dir saved_models]
+    tfrs-app demo                 [--dataset synthetic|movielens/<variant>] [--config FILE] [--set ...]
 
 Config values come from the dataclass defaults, then ``--config``, then ``--set`` overrides
 (``--set retrieval.epochs=3``); the resolved config is written into the run directory.
@@ -54,6 +56,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True)
     p.set_defaults(func=_index)
 
+    p = sub.add_parser("train-ranker", help="train the multi-head ranker and predict val/test with MC dropout")
+    with_config(p)
+    p.set_defaults(func=_train_ranker)
+
+    p = sub.add_parser("calibrate-thresholds",
+                       help="fit per-uncertainty-bucket thresholds on validation, report them on test")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a ranker.* value of the run's config (e.g. ranker.num_buckets=3)")
+    p.set_defaults(func=_calibrate)
+
     p = sub.add_parser("export", help="export TF-Serving SavedModels of a trained run")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--base-dir", help="where model base paths go (default: export.base_dir)")
@@ -84,6 +97,27 @@ def _train(args: argparse.Namespace) -> None:
     print(f"run directory: {cfg.run_dir}")
 
 
+def _train_ranker(args: argparse.Namespace) -> None:
+    from tfrs_app.ranking.train import run
+
+    cfg = _config(args)
+    print(format_ranker_metrics(run(cfg)))
+    print(f"run directory: {cfg.run_dir}")
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    from tfrs_app.evaluation.report import format_threshold_report
+    from tfrs_app.ranking.calibrate import calibrate
+
+    config = Path(args.run_dir) / "ranker" / "config.yaml"
+    if not config.exists():
+        raise FileNotFoundError(f"{args.run_dir}: no trained ranker here (run `tfrs-app train-ranker` first)")
+    cfg = load_config(config, args.set)
+    reports = calibrate(args.run_dir, cfg)
+    print("\n\n".join(format_threshold_report(report) for report in reports.values()))
+    print(f"\nthresholds: {Path(args.run_dir) / 'ranker' / 'thresholds'}; plots: {Path(args.run_dir) / 'ranker' / 'plots'}")
+
+
 def _index(args: argparse.Namespace) -> None:
     from tfrs_app.stages import build_index
 
@@ -99,6 +133,9 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
+    from tfrs_app.evaluation.report import format_threshold_report
+    from tfrs_app.ranking.calibrate import calibrate
+    from tfrs_app.ranking.train import run as train_ranker
     from tfrs_app.retrieval.train import load_trained, run
     from tfrs_app.stages import build_index, export
 
@@ -116,6 +153,9 @@ def _demo(args: argparse.Namespace) -> None:
     print(format_metrics(metrics))
     trained = load_trained(cfg.run_dir)
     print(format_index(build_index(cfg.run_dir, trained)))
+    print(format_ranker_metrics(train_ranker(cfg)))
+    reports = calibrate(cfg.run_dir, cfg)
+    print("\n" + "\n\n".join(format_threshold_report(report) for report in reports.values()))
     paths = export(cfg.run_dir, trained)
     for name, path in paths.items():
         print(f"exported {name:16s} {path}")
@@ -134,6 +174,18 @@ def format_metrics(metrics: dict) -> str:
                 row = metrics[split_name][model]
                 lines.append(f"| {split_name} | {model} | " + " | ".join(f"{row[n]:.4f}" for n in names) + " |")
     lines.append(f"training: {metrics['train_seconds']:.0f}s, splits {metrics['splits']}, {metrics['num_items']} items")
+    return "\n".join(lines)
+
+
+def format_ranker_metrics(metrics: dict) -> str:
+    """Per head and split: the ranker (deterministic) against the item-prior baseline."""
+    lines = ["| split | head | n | base rate | AUC | item-prior AUC | PR-AUC | log loss | ECE |", "|---" * 9 + "|"]
+    for split_name in ("val", "test"):
+        for head, row in metrics.get(split_name, {}).items():
+            m, prior = row["model"], row["item_prior"]
+            lines.append(f"| {split_name} | {head} | {m['n']} | {m['base_rate']:.3f} | {m['auc']:.4f} | "
+                         f"{prior['auc']:.4f} | {m['pr_auc']:.4f} | {m['log_loss']:.4f} | {m['ece']:.4f} |")
+    lines.append(f"ranker training: {metrics['train_seconds']:.0f}s on {metrics['num_train_examples']} examples")
     return "\n".join(lines)
 
 

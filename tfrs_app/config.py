@@ -174,6 +174,97 @@ class ExportConfig:
         _positive(where, "k", self.k)
 
 
+HEADS = ("engagement", "satisfaction", "responsibility")
+DEFAULT_TARGETS = {"engagement": 0.9, "satisfaction": 0.9, "responsibility": 0.95}
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """Multi-head ranker, its MC-dropout uncertainty and its decision thresholds.
+
+    Features are encoded by the retrieval towers' layers (no L2 norm, one linear projection to
+    ``feature_dim``); the trunk sees [query, candidate, query * candidate]. ``trunk`` is
+    ``shared`` (one MLP for all heads) or ``mmoe`` (``num_experts`` MLPs, one softmax gate per
+    head). Each head is Dense(head_layers) with MC dropout after every hidden layer, then one
+    logit; only the part after the first dropout is sampled, so T samples cost far less than T
+    passes.
+    """
+
+    embedding_dim: int = 32
+    feature_dim: int = 64
+    trunk: str = "shared"  # shared | mmoe
+    trunk_layers: tuple[int, ...] = (256, 128)
+    num_experts: int = 4
+    head_layers: tuple[int, ...] = (64,)
+    dropout: float = 0.2  # MC dropout rate inside the heads
+    id_dropout: float = 0.1
+    use_user_features: bool = True
+    use_history: bool = True
+    use_time: bool = True
+    use_text: bool = True
+    use_genres: bool = True
+    use_position: bool = True  # shallow position-bias tower (training only) when the log has a position column
+    negatives_per_positive: int = 4  # sampled unengaged impressions per logged event
+    negative_sampling_power: float = 1.0  # p(item) ~ train_count ** power
+    loss_weights: Mapping[str, float] = field(default_factory=lambda: {h: 1.0 for h in HEADS})
+    learning_rate: float = 0.002
+    batch_size: int = 1024
+    epochs: int = 3
+    mc_samples: int = 30  # T, fixed in the exported predict_with_uncertainty signature
+    num_buckets: int = 5  # uncertainty buckets: quantiles of the validation std
+    min_positives: int = 20  # a bucket with fewer validation positives falls back to the global threshold
+    threshold_policy: str = "dp"  # exported per-bucket thresholds: dp | mist | global | isotonic
+    # precision target of each head's exported decision; a head left out keeps DEFAULT_TARGETS
+    decision_targets: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
+    report_targets: tuple[float, ...] = (0.8, 0.9)
+    num_bootstrap: int = 1000
+
+    def validate(self, where: str) -> None:
+        for name in ("embedding_dim", "feature_dim", "num_experts", "batch_size", "epochs", "num_buckets",
+                     "num_bootstrap"):
+            _positive(where, name, getattr(self, name))
+        for name in ("trunk_layers", "head_layers"):
+            sizes = getattr(self, name)
+            if not sizes or any(s <= 0 for s in sizes):
+                raise ConfigError(f"{where}.{name}: must be a non-empty list of sizes > 0, got {list(sizes)}")
+        if self.trunk not in ("shared", "mmoe"):
+            raise ConfigError(f"{where}.trunk: must be 'shared' or 'mmoe', got {self.trunk!r}")
+        for name in ("dropout", "id_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{where}.{name}: must be in [0, 1), got {getattr(self, name)}")
+        if self.dropout <= 0.0:
+            raise ConfigError(f"{where}.dropout: MC dropout needs a rate > 0, got {self.dropout}")
+        if self.negatives_per_positive < 0:
+            raise ConfigError(f"{where}.negatives_per_positive: must be >= 0, got {self.negatives_per_positive}")
+        _positive(where, "learning_rate", self.learning_rate)
+        if self.mc_samples < 2:
+            raise ConfigError(f"{where}.mc_samples: a standard deviation needs T >= 2 samples, got {self.mc_samples}")
+        if self.min_positives < 1:
+            raise ConfigError(f"{where}.min_positives: must be >= 1, got {self.min_positives}")
+        if self.threshold_policy not in ("dp", "mist", "global", "isotonic"):
+            raise ConfigError(f"{where}.threshold_policy: must be dp, mist, global or isotonic, "
+                              f"got {self.threshold_policy!r}")
+        for name in ("loss_weights", "decision_targets"):
+            mapping = getattr(self, name)
+            unknown = sorted(set(mapping) - set(HEADS))
+            if unknown:
+                raise ConfigError(f"{where}.{name}.{unknown[0]}: unknown head (heads: {list(HEADS)})")
+        for head, weight in self.loss_weights.items():
+            if weight < 0:
+                raise ConfigError(f"{where}.loss_weights.{head}: must be >= 0, got {weight}")
+        targets = [(f"decision_targets.{h}", t) for h, t in self.decision_targets.items()]
+        targets += [(f"report_targets[{i}]", t) for i, t in enumerate(self.report_targets)]
+        for name, target in targets:
+            if not 0.0 < target < 1.0:
+                raise ConfigError(f"{where}.{name}: a precision target must be in (0, 1), got {target}")
+
+    def loss_weight(self, head: str) -> float:
+        return float(self.loss_weights.get(head, 1.0))
+
+    def decision_target(self, head: str) -> float:
+        return float(self.decision_targets.get(head, DEFAULT_TARGETS[head]))
+
+
 @dataclass(frozen=True)
 class Config:
     run_dir: str = "runs/demo"
@@ -182,10 +273,12 @@ class Config:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
 
     def validate(self) -> None:
         self.data.validate("data")
         self.retrieval.validate("retrieval")
+        self.ranker.validate("ranker")
         self.index.validate("index")
         self.export.validate("export")
 
@@ -273,7 +366,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin in (Mapping, dict) or hint is Mapping:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return {str(k): str(v) for k, v in value.items()}
+        value_hint = args[1] if len(args) == 2 else str
+        return {str(k): _coerce(value_hint, v, f"{where}.{k}") for k, v in value.items()}
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")

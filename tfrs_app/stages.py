@@ -3,8 +3,9 @@
 - ``build_index(run_dir)``: candidate embeddings of the whole catalog, a ScaNN index sized to
   it and the exact reference; ScaNN's recall@k against exact search on held-out queries
   (the test users' queries) -> ``<run_dir>/index/report.json``.
-- ``export(run_dir)``: the two retrieval SavedModels (stock ops and ScaNN) as new versions
-  under ``<export.base_dir>``; paths and versions -> ``<run_dir>/exports.json``.
+- ``export(run_dir)``: whatever the run has trained, as new versions under
+  ``<export.base_dir>``: the two retrieval SavedModels (stock ops and ScaNN) and the ranker
+  (with its thresholds in the graph); paths -> ``<run_dir>/exports.json``.
 """
 from __future__ import annotations
 
@@ -89,7 +90,26 @@ def _derived_params(cfg: IndexConfig, num_candidates: int, k: int) -> ScannParam
 
 
 def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base_dir: Optional[str] = None) -> dict:
-    """Exports ``retrieval`` (stock ops) and ``retrieval_scann``; returns {model: version path}."""
+    """Exports every trained model of the run; returns {model: version path}.
+
+    ``retrieval`` (stock ops) and ``retrieval_scann`` when retrieval was trained; ``ranker``
+    when the ranker was trained and its thresholds calibrated.
+    """
+    run_dir = Path(run_dir)
+    has_retrieval = trained is not None or (run_dir / "retrieval" / "checkpoint").exists()
+    has_ranker = (run_dir / "ranker" / "thresholds").exists()
+    if not has_retrieval and not has_ranker:
+        raise FileNotFoundError(f"{run_dir}: nothing to export (train retrieval or the ranker first)")
+    paths = export_retrieval(run_dir, trained, base_dir) if has_retrieval else {}
+    if has_ranker:
+        paths["ranker"] = export_ranker(run_dir, base_dir)
+    previous = read_json(run_dir / "exports.json") if (run_dir / "exports.json").exists() else {}
+    atomic_write_json(run_dir / "exports.json", {**previous, **paths})
+    return paths
+
+
+def export_retrieval(run_dir: Path, trained: Optional[TrainedRetrieval] = None, base_dir: Optional[str] = None) -> dict:
+    """``retrieval`` (stock ops) and ``retrieval_scann``; returns {model: version path}."""
     trained = trained or load_trained(run_dir)
     cfg = trained.cfg
     base = Path(base_dir or cfg.export.base_dir)
@@ -98,13 +118,35 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
     params = index_params(run_dir, trained, len(ids), k)
     scann, brute = build_scann(embeddings, ids, k, params), build_brute_force(embeddings, ids, k)
     user_features = trained.model.query_tower.user_feature_names
-    common = {"run_dir": str(Path(run_dir).resolve()), "num_candidates": int(len(ids)),
-              "user_features": list(user_features)}
+    common = {"run_dir": str(run_dir.resolve()), "num_candidates": int(len(ids)), "user_features": list(user_features)}
     paths = {}
     for name, layer, is_scann in (("retrieval", brute, False), ("retrieval_scann", scann, True)):
         server = RetrievalServer(trained.model.query_tower, layer, user_features, k)
-        meta = {**common, "model": name, "index": params.to_dict() if is_scann else "brute_force"}
+        meta = {**common, "model": name, "index": params.to_dict() if is_scann else "brute_force", "k": k,
+                "outputs": ["item_ids", "scores"]}
         paths[name] = str(publish(base / name, lambda tmp: save_server(server, tmp, meta, is_scann)))
         log.info("exported %s -> %s", name, paths[name])
-    atomic_write_json(Path(run_dir) / "exports.json", paths)
     return paths
+
+
+def export_ranker(run_dir: Path, base_dir: Optional[str] = None) -> str:
+    """``ranker``: serving_default and predict_with_uncertainty with the run's thresholds."""
+    from tfrs_app.ranking.calibrate import load_tables
+    from tfrs_app.ranking.train import load_trained_ranker
+    from tfrs_app.serving.ranker import RankerServer
+
+    trained = load_trained_ranker(run_dir)
+    tables = load_tables(run_dir)
+    r = trained.cfg.ranker
+    user_features = trained.model.query_encoder.user_feature_names
+    server = RankerServer(trained.model, tables, user_features, r.mc_samples, trained.cfg.seed)
+    meta = {"run_dir": str(run_dir.resolve()), "model": "ranker", "user_features": list(user_features),
+            "heads": list(trained.model.head_names), "mc_samples": r.mc_samples, "seed": trained.cfg.seed,
+            "thresholds": {h: t.to_dict() for h, t in tables.items()},
+            "signatures": {"serving_default": list(trained.model.head_names),
+                           "predict_with_uncertainty": [f"{h}_{k}" for h in trained.model.head_names
+                                                        for k in ("mean", "std", "bucket", "decision")]}}
+    base = Path(base_dir or trained.cfg.export.base_dir)
+    path = str(publish(base / "ranker", lambda tmp: save_server(server, tmp, meta)))
+    log.info("exported ranker -> %s", path)
+    return path

@@ -12,6 +12,7 @@ Interactions (one row per logged event, a pandas DataFrame):
 | satisfaction           | float   | no       | 1 glad / 0 not, given engagement; NaN where unknown   |
 | responsibility         | float   | no       | 1 appropriate / 0 not; NaN where unknown              |
 | weight_<head>          | float   | no       | per-head sample weight (>= 0), e.g. delayed feedback  |
+| position               | int64   | no       | slot the item was shown in (0 = top); -1 or NaN unknown |
 | item_title             | str     | no       | item title text                                       |
 | item_genres            | str     | no       | genres joined by "|", e.g. "Comedy|Drama"             |
 | user_<name>            | str     | no       | any other ``user_``-prefixed column is a categorical  |
@@ -91,6 +92,8 @@ def validate_interactions(events: pd.DataFrame, items: pd.DataFrame | None = Non
                 row = int(np.flatnonzero(bad)[0])
                 raise SchemaError(f"{source}: column {weight!r} must be finite and >= 0, got {float(values[row])!r} at row {row}")
             out[weight] = values
+    if "position" in raw.columns:
+        out["position"] = _position(raw["position"], source)
     for column in ITEM_TEXT:
         if column in raw.columns:
             out[column] = _text(raw[column], column, source)
@@ -157,6 +160,17 @@ def _binary(values: pd.Series, column: str, source: str) -> np.ndarray:
         row = int(np.flatnonzero(bad)[0])
         raise SchemaError(f"{source}: label {column!r} must be 0, 1 or missing, got {float(numbers[row])!r} at row {row}")
     return numbers
+
+
+def _position(values: pd.Series, source: str) -> np.ndarray:
+    numbers = _numeric(values, "position", source)
+    numbers = np.where(np.isnan(numbers), -1, numbers)
+    bad = (numbers < -1) | (np.mod(numbers, 1) != 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise SchemaError(f"{source}: column 'position' must be a whole number >= 0 (or missing), "
+                          f"got {float(numbers[row])!r} at row {row}")
+    return numbers.astype(np.int64)
 
 
 def _text(values: pd.Series, column: str, source: str) -> np.ndarray:

@@ -30,11 +30,11 @@ import tfrs_app  # noqa: F401
 import tensorflow as tf
 
 from tfrs_app.config import Config, load_config
-from tfrs_app.data.sources import load_interactions
-from tfrs_app.data.splits import Splits, split
+from tfrs_app.data.prepare import load_data, prepare_data
+from tfrs_app.data.splits import Splits
 from tfrs_app.features.examples import as_strings, candidate_features, query_features, with_history
 from tfrs_app.features.space import FeatureSpace
-from tfrs_app.io import atomic_write_json, atomic_write_parquet
+from tfrs_app.io import atomic_write_json
 from tfrs_app.retrieval.evaluate import build_eval_set, evaluate_model, evaluate_popularity
 from tfrs_app.retrieval.model import RetrievalModel, build_model
 
@@ -68,16 +68,8 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
     cfg.save(run_dir / "config.yaml")
     tf.keras.utils.set_random_seed(cfg.seed)
 
-    started = time.perf_counter()
-    interactions = load_interactions(cfg.data)
-    splits = split(interactions.events, cfg.data.split, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
-    catalog = interactions.items
-    for name, frame in (("train", splits.train), ("val", splits.val), ("test", splits.test), ("items", catalog)):
-        atomic_write_parquet(run_dir / "data" / f"{name}.parquet", frame)
-    space = FeatureSpace.fit(splits.train, catalog, cfg.data.history_length, cfg.retrieval.time_buckets)
-    space.save(run_dir / "features.json")
-    log.info("data: %s events, %s items, splits %s (%.1fs)", len(interactions.events), len(catalog),
-             splits.sizes(), time.perf_counter() - started)
+    data = prepare_data(cfg)
+    splits, catalog, space = data.splits, data.catalog, data.space
 
     model = build_model(cfg.retrieval, space, cfg.seed)
     build_towers(model, splits.train, space)
@@ -156,10 +148,9 @@ def load_trained(run_dir: str | Path) -> TrainedRetrieval:
     if not (run_dir / "config.yaml").exists() or not Path(str(checkpoint) + ".index").exists():
         raise FileNotFoundError(f"{run_dir}: no trained retrieval model here (run `tfrs-app train-retrieval` first)")
     cfg = load_config(run_dir / "config.yaml")
-    space = FeatureSpace.load(run_dir / "features.json")
-    model = build_model(cfg.retrieval, space, cfg.seed)
-    data = {name: pd.read_parquet(run_dir / "data" / f"{name}.parquet") for name in ("train", "val", "test", "items")}
-    build_towers(model, data["train"], space)
+    data = load_data(run_dir)
+    model = build_model(cfg.retrieval, data.space, cfg.seed)
+    build_towers(model, data.splits.train, data.space)
     tf.train.Checkpoint(query_tower=model.query_tower, candidate_tower=model.candidate_tower).read(
         str(checkpoint)).assert_existing_objects_matched()
-    return TrainedRetrieval(cfg, space, model, data["items"], Splits(data["train"], data["val"], data["test"]))
+    return TrainedRetrieval(cfg, data.space, model, data.catalog, data.splits)

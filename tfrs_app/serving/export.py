@@ -33,6 +33,16 @@ import tensorflow as tf
 METADATA = "assets.extra/tfrs_app.json"
 
 
+def query_specs(user_features: Sequence[str]) -> dict[str, tf.TensorSpec]:
+    """Signature inputs of a query: user_id, timestamp, history and each user_<f>, all batched."""
+    return {
+        "user_id": tf.TensorSpec([None], tf.string, name="user_id"),
+        "timestamp": tf.TensorSpec([None], tf.int64, name="timestamp"),
+        "history": tf.TensorSpec([None, None], tf.string, name="history"),
+        **{name: tf.TensorSpec([None], tf.string, name=name) for name in user_features},
+    }
+
+
 class RetrievalServer(tf.Module):
     """Raw query features -> top-k item ids and scores, through a query tower and an index layer."""
 
@@ -41,12 +51,7 @@ class RetrievalServer(tf.Module):
         self.query_tower = query_tower
         self.index = index
         self.k = int(k)
-        self.input_specs = {
-            "user_id": tf.TensorSpec([None], tf.string, name="user_id"),
-            "timestamp": tf.TensorSpec([None], tf.int64, name="timestamp"),
-            "history": tf.TensorSpec([None, None], tf.string, name="history"),
-            **{name: tf.TensorSpec([None], tf.string, name=name) for name in user_features},
-        }
+        self.input_specs = query_specs(user_features)
         self.serve = tf.function(self._serve)
 
     def _serve(self, features):
@@ -86,12 +91,14 @@ def publish(model_dir: str | os.PathLike, write: Callable[[Path], None], version
     return final
 
 
-def save_server(server: RetrievalServer, path: Path, metadata: dict, scann: bool) -> None:
-    """tf.saved_model.save with the signature, plus the metadata file."""
+def save_server(server: tf.Module, path: Path, metadata: dict, scann: bool = False) -> None:
+    """tf.saved_model.save with the server's signatures, plus the metadata file.
+
+    ``server`` has ``signatures()`` and ``input_specs``; ``metadata`` adds what the model is.
+    """
     options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]) if scann else None
     tf.saved_model.save(server, str(path), signatures=server.signatures(), options=options)
     meta = path / METADATA
     meta.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps({**metadata, "requires_scann": scann, "k": server.k,
-                                "inputs": sorted(server.input_specs), "outputs": ["item_ids", "scores"],
+    meta.write_text(json.dumps({**metadata, "requires_scann": scann, "inputs": sorted(server.input_specs),
                                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2))

@@ -1,0 +1,196 @@
+"""Ranker training stage: prepared data -> ranking examples -> MultiHeadRanker -> predictions.
+
+Reads and writes the run directory (sharing ``data/`` and ``features.json`` with retrieval):
+
+    <run_dir>/ranker/config.yaml              the resolved config of this stage
+    <run_dir>/ranker/checkpoint/              weights (tf.train.Checkpoint), written atomically
+    <run_dir>/ranker/metrics.json             per-head AUC, PR-AUC, log loss, ECE on val and test,
+                                              next to an item-prior baseline
+    <run_dir>/ranker/predictions/{val,test}.parquet
+                                              per example and head: label, deterministic score,
+                                              MC mean and std; what ``calibrate`` fits thresholds on
+    <run_dir>/logs/ranker/                    TensorBoard scalars
+
+Training resumes from its last finished epoch (``BackupAndRestore`` in ``ranker/backup``).
+Validation and test examples use their own negative-sampling seeds, fixed per run, so every
+stage and every rerun scores the same rows.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+import tfrs_app  # noqa: F401
+import tensorflow as tf
+
+from tfrs_app.config import HEADS, Config, load_config
+from tfrs_app.data.prepare import RunData, load_data, prepare_data
+from tfrs_app.evaluation.metrics import classification_metrics
+from tfrs_app.io import atomic_write_json, atomic_write_parquet
+from tfrs_app.ranking.examples import RankingExamples, dataset, position_buckets, ranking_examples
+from tfrs_app.ranking.model import MultiHeadRanker, build_ranker
+from tfrs_app.ranking.uncertainty import predict
+
+log = logging.getLogger(__name__)
+SPLIT_SEEDS = {"train": 11, "val": 12, "test": 13}  # added to cfg.seed for each split's negatives
+
+
+@dataclass
+class TrainedRanker:
+    cfg: Config
+    data: RunData
+    model: MultiHeadRanker
+
+
+def split_examples(cfg: Config, data: RunData, name: str) -> RankingExamples:
+    """The ranking examples of split ``name`` (histories from the splits before it)."""
+    splits = data.splits
+    target = {"train": splits.train, "val": splits.val, "test": splits.test}[name]
+    context = {"train": splits.train.iloc[:0], "val": splits.train,
+               "test": pd.concat([splits.train, splits.val], ignore_index=True)}[name]
+    r = cfg.ranker
+    return ranking_examples(target, context, data.catalog, data.space, r.negatives_per_positive,
+                            r.negative_sampling_power, cfg.seed + SPLIT_SEEDS[name], r.use_position)
+
+
+def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict:
+    """Trains, predicts on val/test (deterministic and MC), evaluates; returns the metrics dict."""
+    run_dir = Path(cfg.run_dir)
+    stage = run_dir / "ranker"
+    stage.mkdir(parents=True, exist_ok=True)
+    cfg.save(stage / "config.yaml")
+    tf.keras.utils.set_random_seed(cfg.seed)
+    data = prepare_data(cfg)
+    if len(data.splits.val) == 0:
+        raise ValueError("data.val_fraction: the ranker fits its decision thresholds on validation data; "
+                         "use val_fraction > 0")
+
+    started = time.perf_counter()
+    train = split_examples(cfg, data, "train")
+    log.info("ranker: %d training examples (%d logged, %d sampled impressions) in %.1fs", len(train),
+             int(train.is_logged.sum()), int((~train.is_logged).sum()), time.perf_counter() - started)
+    model = build_ranker(cfg.ranker, data.space, position_buckets(data.splits.train), cfg.seed)
+    build(model, train)
+    callbacks = [
+        tf.keras.callbacks.BackupAndRestore(str(stage / "backup")),
+        tf.keras.callbacks.TensorBoard(str(run_dir / "logs" / "ranker"), update_freq="epoch"),
+        *callbacks,
+    ]
+    started = time.perf_counter()
+    history = model.fit(dataset(train, cfg.ranker.batch_size, cfg.seed), epochs=cfg.ranker.epochs,
+                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    train_seconds = time.perf_counter() - started
+    shutil.rmtree(stage / "backup", ignore_errors=True)
+    save_weights(model, stage / "checkpoint")
+
+    trained = TrainedRanker(cfg, data, model)
+    metrics = {"train_seconds": train_seconds, "num_train_examples": len(train),
+               "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
+    metrics.update(evaluate(trained, train))
+    atomic_write_json(stage / "metrics.json", metrics)
+    return metrics
+
+
+def evaluate(trained: TrainedRanker, train: RankingExamples) -> dict:
+    """Predicts val and test (written to ranker/predictions/), and scores every head against the
+    item-prior baseline (the item's smoothed mean label in the training examples)."""
+    cfg = trained.cfg
+    out: dict = {}
+    for name in ("val", "test"):
+        examples = split_examples(cfg, trained.data, name)
+        frame = predictions_frame(trained.model, examples, cfg.ranker.mc_samples, cfg.seed)
+        atomic_write_parquet(Path(cfg.run_dir) / "ranker" / "predictions" / f"{name}.parquet", frame)
+        prior = item_prior(train, examples.features["item_id"])
+        out[name] = {}
+        for head in HEADS:
+            known = ~np.isnan(frame[f"{head}_label"].to_numpy())
+            if known.sum() == 0:
+                continue
+            label = frame[f"{head}_label"].to_numpy()[known]
+            out[name][head] = {
+                "model": classification_metrics(frame[f"{head}_det"].to_numpy()[known], label),
+                "model_mc_mean": classification_metrics(frame[f"{head}_score"].to_numpy()[known], label),
+                "item_prior": classification_metrics(prior[head][known], label),
+            }
+    return out
+
+
+def predictions_frame(model: MultiHeadRanker, examples: RankingExamples, num_samples: int, seed: int) -> pd.DataFrame:
+    """One row per example: ids, is_logged, and per head label / det / score (MC mean) / std."""
+    features = examples.model_features()
+    deterministic = predict(model, features)
+    sampled = predict(model, features, num_samples=num_samples, seed=seed)
+    frame = pd.DataFrame({"user_id": examples.features["user_id"], "item_id": examples.features["item_id"],
+                          "is_logged": examples.is_logged})
+    for head in HEADS:
+        frame[f"{head}_label"] = examples.labels[head]
+        frame[f"{head}_det"] = deterministic[head]["score"]
+        frame[f"{head}_score"] = sampled[head]["score"]
+        frame[f"{head}_std"] = sampled[head]["std"]
+    return frame
+
+
+def item_prior(train: RankingExamples, item_ids: np.ndarray, strength: float = 5.0) -> dict[str, np.ndarray]:
+    """{head: [N]}: each item's training mean label, shrunk to the global mean by ``strength`` pseudo-counts."""
+    out = {}
+    for head in HEADS:
+        label = train.labels[head]
+        known = ~np.isnan(label)
+        frame = pd.DataFrame({"item": train.features["item_id"][known], "y": label[known]})
+        mean = float(frame["y"].mean()) if len(frame) else 0.5
+        stats = frame.groupby("item")["y"].agg(["sum", "count"])
+        smoothed = (stats["sum"] + strength * mean) / (stats["count"] + strength)
+        out[head] = smoothed.reindex(item_ids).fillna(mean).to_numpy(np.float64)
+    return out
+
+
+def build(model: MultiHeadRanker, examples: RankingExamples) -> None:
+    """Creates every variable by one forward pass (needed before restoring or resuming)."""
+    sample = {k: tf.constant(v[:2]) for k, v in examples.inputs().items()}
+    model(sample)
+    if model.position_bias is not None:
+        model.position_logit(tf.constant([0, 1], tf.int64))
+    model.built = True
+
+
+def _checkpoint(model: MultiHeadRanker) -> tf.train.Checkpoint:
+    parts = {"query_encoder": model.query_encoder, "candidate_encoder": model.candidate_encoder, "trunk": model.trunk,
+             **{f"head_{h}": model.heads[h] for h in model.head_names}}
+    if model.position_bias is not None:
+        parts["position_bias"] = model.position_bias
+    return tf.train.Checkpoint(**parts)
+
+
+def save_weights(model: MultiHeadRanker, directory: Path) -> None:
+    """Writes the weights into ``directory`` atomically (temp dir, then rename)."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _checkpoint(model).write(str(tmp / "ranker"))
+    old = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_trained_ranker(run_dir: str | Path) -> TrainedRanker:
+    """Rebuilds the trained ranker of a run directory from its config, data and checkpoint."""
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / "ranker" / "checkpoint" / "ranker"
+    if not (run_dir / "ranker" / "config.yaml").exists() or not Path(str(checkpoint) + ".index").exists():
+        raise FileNotFoundError(f"{run_dir}: no trained ranker here (run `tfrs-app train-ranker` first)")
+    cfg = load_config(run_dir / "ranker" / "config.yaml")
+    data = load_data(run_dir)
+    model = build_ranker(cfg.ranker, data.space, position_buckets(data.splits.train), cfg.seed)
+    build(model, ranking_examples(data.splits.train.iloc[:2], data.splits.train.iloc[:0], data.catalog, data.space,
+                                  0, use_position=cfg.ranker.use_position))
+    _checkpoint(model).read(str(checkpoint)).assert_existing_objects_matched()
+    return TrainedRanker(cfg, data, model)
