@@ -133,7 +133,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from tfrs_app.evaluation.report import format_threshold_report
+    from tfrs_app.evaluation.report import format_threshold_summary
     from tfrs_app.ranking.calibrate import calibrate
     from tfrs_app.ranking.train import run as train_ranker
     from tfrs_app.retrieval.train import load_trained, run
@@ -155,7 +155,9 @@ def _demo(args: argparse.Namespace) -> None:
     print(format_index(build_index(cfg.run_dir, trained)))
     print(format_ranker_metrics(train_ranker(cfg)))
     reports = calibrate(cfg.run_dir, cfg)
-    print("\n" + "\n\n".join(format_threshold_report(report) for report in reports.values()))
+    print("\nper-uncertainty-bucket thresholds, fitted on val and measured on test at each head's decision target "
+          f"(full report: {Path(cfg.run_dir) / 'ranker' / 'report.md'}):")
+    print(format_threshold_summary(reports, {h: cfg.ranker.decision_target(h) for h in reports}))
     paths = export(cfg.run_dir, trained)
     for name, path in paths.items():
         print(f"exported {name:16s} {path}")

@@ -175,7 +175,7 @@ class ExportConfig:
 
 
 HEADS = ("engagement", "satisfaction", "responsibility")
-DEFAULT_TARGETS = {"engagement": 0.9, "satisfaction": 0.9, "responsibility": 0.95}
+DEFAULT_TARGETS = {"engagement": 0.8, "satisfaction": 0.9, "responsibility": 0.96}
 
 
 @dataclass(frozen=True)

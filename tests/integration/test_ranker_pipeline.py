@@ -149,3 +149,34 @@ def test_ranker_cli_errors_name_the_problem(tmp_path, capsys):
     assert "ranker.mc_samples" in capsys.readouterr().err
     assert main(["train-ranker", "--set", "ranker.decision_targets.satisfaction=1.5", "--run-dir", str(tmp_path)]) == 2
     assert "ranker.decision_targets.satisfaction" in capsys.readouterr().err
+
+
+def test_responsibility_gate_blocks_the_planted_unsafe_items(ranker_run):
+    """Ground truth from the generator: the served responsibility table (fitted on val at
+    precision 0.96) must block most test events of unsafe items and almost none of safe ones."""
+    from dataclasses import asdict
+
+    from tfrs_app.data.synthetic import generate
+    from tfrs_app.ranking.calibrate import load_tables
+
+    run_dir, cfg, _, _, _ = ranker_run
+    truth = generate(**asdict(cfg.data.synthetic)).truth
+    unsafe = dict(zip(truth.item_ids, truth.unsafe))
+    test = pd.read_parquet(run_dir / "ranker" / "predictions" / "test.parquet")
+    test = test[test["is_logged"]]
+    passed = load_tables(run_dir)["responsibility"].decide(test["responsibility_score"].to_numpy(),
+                                                           test["responsibility_std"].to_numpy())
+    is_unsafe = test["item_id"].map(unsafe).to_numpy(bool)
+    assert is_unsafe.sum() > 100
+    assert (~passed[is_unsafe]).mean() >= 0.8, (~passed[is_unsafe]).mean()
+    assert (~passed[~is_unsafe]).mean() <= 0.02, (~passed[~is_unsafe]).mean()
+
+
+def test_the_protocol_credits_no_placebo_gain(ranker_run):
+    """Random buckets carry no information: at matched precision they must not beat the global
+    threshold significantly, for any head and target (what the matched comparison is for)."""
+    _, _, _, reports, _ = ranker_run
+    for head, report in reports.items():
+        for target, block in report["targets"].items():
+            placebo = block["policies"]["placebo"]
+            assert placebo["matched_gain_vs_global"]["significant"] is False, (head, target, placebo)

@@ -31,6 +31,7 @@ def tiny():
 def tiny_ranker(tiny):
     splits, catalog, space = tiny
     examples = ranking_examples(splits.train, splits.train.iloc[:0], catalog, space, per_positive=2, seed=1)
+    tf.keras.utils.set_random_seed(0)  # fixed initial weights: the assertions below must not depend on luck
     model = build_ranker(RankerConfig(embedding_dim=8, feature_dim=8, trunk_layers=(16,), head_layers=(8, 4),
                                       dropout=0.3), space)
     build(model, examples)
@@ -132,3 +133,44 @@ def test_head_splits_into_prefix_and_suffix():
     x = tf.random.normal([4, 5])
     np.testing.assert_allclose(head(x).numpy(), head.suffix(head.prefix(x)).numpy())
     assert head.noise_widths == (6, 3)
+
+
+def test_mmoe_trunk_gates_per_head_and_samples_like_the_shared_one(tiny):
+    splits, catalog, space = tiny
+    examples = ranking_examples(splits.train, splits.train.iloc[:0], catalog, space, per_positive=1, seed=1)
+    model = build_ranker(RankerConfig(embedding_dim=8, feature_dim=8, trunk="mmoe", num_experts=3,
+                                      trunk_layers=(16,), head_layers=(8,)), space)
+    build(model, examples)
+    features = {k: tf.constant(v[:20]) for k, v in examples.model_features().items()}
+    hidden = model.trunk_outputs(features)
+    assert set(hidden) == {"engagement", "satisfaction", "responsibility"}
+    assert not np.allclose(hidden["engagement"].numpy(), hidden["satisfaction"].numpy())  # own gates, own mixtures
+    gates = model.trunk.gates["engagement"](tf.random.normal([4, 24]))
+    np.testing.assert_allclose(gates.numpy().sum(axis=1), 1.0, rtol=1e-5)
+    fast, slow = mc_logits(model, features, 4, seed=2), naive_mc_logits(model, features, 4, seed=2)
+    for head in fast:
+        np.testing.assert_allclose(fast[head].numpy(), slow[head].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_position_bias_is_trained_but_never_served(tiny):
+    splits, catalog, space = tiny
+    events = splits.train.copy()
+    events["position"] = np.arange(len(events)) % 5
+    examples = ranking_examples(events, events.iloc[:0], catalog, space, per_positive=1, seed=1, use_position=True)
+    assert (examples.features["position"][len(events):] == -1).all()  # sampled impressions: unknown slot
+    assert "position" not in examples.model_features()
+    model = build_ranker(RankerConfig(embedding_dim=8, feature_dim=8, trunk_layers=(16,)), space, position_buckets=5)
+    build(model, examples)
+    inputs = {k: tf.constant(v[:64]) for k, v in examples.inputs().items()}
+    trained_logits = model.training_logits(inputs, training=False)
+    served = model(inputs, training=False)
+    bias = model.position_logit(inputs["position"]).numpy()
+    assert np.ptp(bias) > 0  # positions get different biases
+    np.testing.assert_allclose(trained_logits["engagement"].numpy(), served["engagement"].numpy() + bias, rtol=1e-5)
+    np.testing.assert_array_equal(trained_logits["satisfaction"].numpy(), served["satisfaction"].numpy())
+    moved = dict(inputs, position=tf.zeros_like(inputs["position"]) + 3)
+    served_moved = model(moved, training=False)
+    for head in served:
+        np.testing.assert_array_equal(served[head].numpy(), served_moved[head].numpy())  # dropped at serving
+    without = build_ranker(RankerConfig(embedding_dim=8, feature_dim=8, use_position=False), space, position_buckets=5)
+    assert without.position_bias is None

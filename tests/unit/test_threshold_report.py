@@ -34,7 +34,7 @@ def test_dp_beats_global_on_planted_heteroscedasticity(report):
     assert dp["test"]["recall"] > base["test"]["recall"]
     assert dp["recall_diff_vs_global"]["significant"] is True
     assert dp["recall_diff_vs_global"]["ci"][0] > 0
-    assert abs(dp["test"]["precision"] - 0.9) <= 0.03
+    assert abs(dp["test"]["precision"] - 0.9) <= 0.02  # the bound
     # a real gain: above the global PR curve at dp's own test precision, and at matched precision
     assert dp["matched_gain_vs_global"]["significant"] is True
     assert dp["recall_at_matched_precision"] > base["recall_at_matched_precision"]

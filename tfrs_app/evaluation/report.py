@@ -252,3 +252,27 @@ def format_threshold_report(report: dict) -> str:
               "policy's own test precision; * = its CI lies above 0. A recall gain at a lower precision is a "
               "trade, not a gain."]
     return "\n".join(lines) + "\n"
+
+
+def format_threshold_summary(reports: Mapping[str, dict], targets: Mapping[str, float],
+                             policies: Sequence[str] = ("global", "dp", "mist", "placebo")) -> str:
+    """One Markdown table over heads, each at its own target: test precision and recall, and
+    the gain over the global threshold as raw recall and at matched precision (* = CI above 0)."""
+    lines = ["| head | target | policy | test precision | test recall | recall vs global [95% CI] | "
+             "gain at matched precision [95% CI] |", "|---" * 7 + "|"]
+    for head, report in reports.items():
+        key = min(report["targets"], key=lambda t: abs(float(t) - targets[head]))
+        for policy in policies:
+            entry = report["targets"][key]["policies"].get(policy)
+            if entry is None:
+                continue
+            diff, matched = "(baseline)", ""
+            if "recall_diff_vs_global" in entry:
+                d = entry["recall_diff_vs_global"]
+                diff = f"{_num(d['point'], signed=True)} {_ci(d['ci'], signed=True)}"
+                m = entry.get("matched_gain_vs_global")
+                if m is not None:
+                    matched = f"{_num(m['point'], signed=True)} {_ci(m['ci'], signed=True)}" + (" *" if m["significant"] else "")
+            lines.append(f"| {head} | {key} | {policy} | {_num(entry['test']['precision'])} | "
+                         f"{_num(entry['test']['recall'])} | {diff} | {matched} |")
+    return "\n".join(lines)

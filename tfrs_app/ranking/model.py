@@ -75,10 +75,15 @@ class MultiHeadRanker(tfrs.Model):
         bucket = tf.clip_by_value(tf.cast(position, tf.int64) + 1, 0, self.position_buckets)
         return tf.squeeze(self.position_bias(bucket), -1)
 
-    def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    def training_logits(self, features: Mapping[str, tf.Tensor], training: bool = True) -> dict[str, tf.Tensor]:
+        """``call``'s logits plus, when the features carry ``position``, the position bias on engagement."""
         logits = self(features, training=training)
-        if training and self.position_bias is not None and "position" in features:
+        if self.position_bias is not None and "position" in features:
             logits["engagement"] = logits["engagement"] + self.position_logit(features["position"])
+        return logits
+
+    def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        logits = self.training_logits(features, training=training)
         losses = [
             self.loss_weights[h] * self.tasks[h](labels=features[f"label_{h}"][:, None], predictions=logits[h][:, None],
                                                  sample_weight=features[f"weight_{h}"], training=training)
