@@ -35,6 +35,8 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/index.py
 	$(BIN)/python bench/retrieval_quality.py
+	$(BIN)/python bench/ranker.py
+	$(BIN)/python bench/thresholds.py
 
 clean:
 	rm -rf runs .pytest_cache

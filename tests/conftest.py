@@ -29,6 +29,23 @@ def trained_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def ranker_run(trained_run):
+    """The ranker trained on the retrieval run's data (same splits), calibrated and exported."""
+    from tfrs_app.config import load_config
+    from tfrs_app.ranking.calibrate import calibrate
+    from tfrs_app.ranking.train import run
+    from tfrs_app.stages import export_ranker
+
+    run_dir, _, _ = trained_run
+    cfg = load_config(CONFIGS / "demo.yaml", [f"run_dir={run_dir}", f"export.base_dir={run_dir / 'saved_models'}",
+                                              "ranker.num_bootstrap=200"])
+    metrics = run(cfg)
+    reports = calibrate(run_dir, cfg)
+    path = export_ranker(run_dir)
+    return run_dir, cfg, metrics, reports, Path(path)
+
+
+@pytest.fixture(scope="session")
 def movielens_manual_dir() -> Path:
     if not (SHARED_ML / "ml-latest-small.zip").exists():
         pytest.skip(f"MovieLens archive not found at {SHARED_ML} (set TFRS_APP_ML_DIR to the folder holding "

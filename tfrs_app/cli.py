@@ -5,6 +5,9 @@
     tfrs-app train-ranker         [--config FILE] [--set key=value ...]
     tfrs-app calibrate-thresholds --run-dir DIR [--set ranker.threshold_policy=mist ...]
     tfrs-app export               --run-dir DIR [--base-dir saved_models]
+    tfrs-app recommend            --user ID [--history ITEM ...] [--feature user_x=v ...] [--json]
+                                  [--model saved_models/recommender]
+    tfrs-app inspect              PATH (a version, a model base path, or saved_models/)
     tfrs-app demo                 [--dataset synthetic|movielens/<variant>] [--config FILE] [--set ...]
 
 Config values come from the dataclass defaults, then ``--config``, then ``--set`` overrides
@@ -23,6 +26,7 @@ import numpy as np
 
 from tfrs_app.config import ConfigError, load_config
 from tfrs_app.data.schema import SchemaError
+from tfrs_app.serving.errors import ModelLoadError
 
 log = logging.getLogger("tfrs_app")
 
@@ -34,7 +38,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log.setLevel(logging.INFO)
     try:
         return args.func(args) or 0
-    except (ConfigError, SchemaError, FileNotFoundError, ValueError) as error:
+    except (ConfigError, SchemaError, FileNotFoundError, ValueError, ModelLoadError) as error:
         print(f"tfrs-app {args.command}: error: {error}", file=sys.stderr)
         return 2
 
@@ -71,6 +75,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True)
     p.add_argument("--base-dir", help="where model base paths go (default: export.base_dir)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("recommend", help="final top-N for a user from an exported recommender SavedModel")
+    p.add_argument("--user", required=True, help="user id (unknown users are served by the cold-start path)")
+    p.add_argument("--history", nargs="*", default=[], metavar="ITEM",
+                   help="items the user has seen, most recent first (excluded; the first ones drive the query)")
+    p.add_argument("--timestamp", type=int, help="Unix seconds of the request (default: now)")
+    p.add_argument("--feature", action="append", default=[], metavar="USER_F=VALUE", help="a user feature")
+    p.add_argument("--model", default="saved_models/recommender", help="recommender base path or version folder")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_recommend)
+
+    p = sub.add_parser("inspect", help="versions, metadata and signatures of exported SavedModels")
+    p.add_argument("path", help="a version folder, a model base path, or a folder of models (saved_models)")
+    p.set_defaults(func=_inspect)
 
     p = sub.add_parser("demo", help="train -> index -> export -> recommendations, in one go")
     with_config(p)
@@ -116,6 +134,28 @@ def _calibrate(args: argparse.Namespace) -> None:
     reports = calibrate(args.run_dir, cfg)
     print("\n\n".join(format_threshold_report(report) for report in reports.values()))
     print(f"\nthresholds: {Path(args.run_dir) / 'ranker' / 'thresholds'}; plots: {Path(args.run_dir) / 'ranker' / 'plots'}")
+
+
+def _recommend(args: argparse.Namespace) -> None:
+    import json
+
+    from tfrs_app.serving.recommender import Recommender, format_recommendation
+
+    features = {}
+    for item in args.feature:
+        if "=" not in item:
+            raise ValueError(f"--feature {item!r}: expected user_<name>=value")
+        key, value = item.split("=", 1)
+        features[key] = value
+    recommender = Recommender.load(args.model)
+    result = recommender.recommend(args.user, args.history, args.timestamp, features)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_recommendation(result))
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    from tfrs_app.serving.tf_serving import describe
+
+    print(describe(args.path))
 
 
 def _index(args: argparse.Namespace) -> None:

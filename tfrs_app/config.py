@@ -266,6 +266,32 @@ class RankerConfig:
 
 
 @dataclass(frozen=True)
+class RecommenderConfig:
+    """The end-to-end recommender: retrieve K unseen, rank, gate, blend, MMR, top-N."""
+
+    num_candidates: int = 100  # K, ranked per request
+    exclude_budget: int = 100  # extra items retrieved so that K remain after removing seen ones
+    top_n: int = 10
+    engagement_weight: float = 0.5
+    satisfaction_weight: float = 0.5
+    std_penalty: float = 0.0  # subtracted per unit of (engagement_std + satisfaction_std)
+    mmr_lambda: float = 0.7  # 1 = rank by the blended score only; lower = more diverse
+    cold_popularity_weight: float = 0.1  # popularity prior added off the personalized path
+
+    def validate(self, where: str) -> None:
+        for name in ("num_candidates", "top_n"):
+            _positive(where, name, getattr(self, name))
+        if self.top_n > self.num_candidates:
+            raise ConfigError(f"{where}.top_n: must be <= num_candidates ({self.num_candidates}), got {self.top_n}")
+        for name in ("exclude_budget", "std_penalty", "cold_popularity_weight", "engagement_weight",
+                     "satisfaction_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.mmr_lambda <= 1.0:
+            raise ConfigError(f"{where}.mmr_lambda: must be in [0, 1], got {self.mmr_lambda}")
+
+
+@dataclass(frozen=True)
 class Config:
     run_dir: str = "runs/demo"
     seed: int = 0
@@ -274,11 +300,13 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
+    recommender: RecommenderConfig = field(default_factory=RecommenderConfig)
 
     def validate(self) -> None:
         self.data.validate("data")
         self.retrieval.validate("retrieval")
         self.ranker.validate("ranker")
+        self.recommender.validate("recommender")
         self.index.validate("index")
         self.export.validate("export")
 

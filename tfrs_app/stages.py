@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Optional
@@ -18,7 +19,7 @@ import pandas as pd
 
 import tfrs_app  # noqa: F401
 
-from tfrs_app.config import IndexConfig
+from tfrs_app.config import IndexConfig, load_config
 from tfrs_app.features.examples import candidate_features
 from tfrs_app.io import atomic_write_json, read_json
 from tfrs_app.retrieval.evaluate import build_eval_set
@@ -27,6 +28,7 @@ from tfrs_app.retrieval.index import (ScannParams, build_brute_force, build_scan
 from tfrs_app.retrieval.model import embed
 from tfrs_app.retrieval.train import TrainedRetrieval, load_trained
 from tfrs_app.serving.export import RetrievalServer, publish, save_server
+from tfrs_app.serving.tf_serving import write_models_config
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,19 @@ def held_out_queries(trained: TrainedRetrieval, limit: int) -> np.ndarray:
     eval_set = build_eval_set(known, splits.test, trained.catalog, trained.cfg.data.history_length)
     queries = embed(trained.model.query_tower, eval_set.user_queries)
     return queries[:limit]
+
+
+def example_queries(trained: TrainedRetrieval, num_users: int = 2) -> dict[str, np.ndarray]:
+    """Signature inputs for the first test users (as of the end of train+val): warmup requests."""
+    from tfrs_app.features.examples import query_features, user_histories
+
+    splits = trained.splits
+    known = pd.concat([splits.train, splits.val], ignore_index=True)
+    firsts = splits.test.drop_duplicates("user_id").head(num_users)
+    history = user_histories(known, firsts["user_id"].to_numpy(), trained.cfg.data.history_length)
+    features = query_features(firsts, history)
+    names = ("user_id", "timestamp", "history", *trained.model.query_tower.user_feature_names)
+    return {name: (features[name].astype(str) if features[name].dtype == object else features[name]) for name in names}
 
 
 def build_index(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None) -> dict:
@@ -100,16 +115,25 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
     has_ranker = (run_dir / "ranker" / "thresholds").exists()
     if not has_retrieval and not has_ranker:
         raise FileNotFoundError(f"{run_dir}: nothing to export (train retrieval or the ranker first)")
+    if base_dir is None:
+        cfg = trained.cfg if trained is not None else load_config(
+            run_dir / ("config.yaml" if has_retrieval else "ranker/config.yaml"))
+        base_dir = cfg.export.base_dir
     paths = export_retrieval(run_dir, trained, base_dir) if has_retrieval else {}
     if has_ranker:
         paths["ranker"] = export_ranker(run_dir, base_dir)
+    if has_retrieval and has_ranker:
+        paths.update(export_recommender(run_dir, trained, base_dir))
+    config = write_models_config(base_dir)
+    log.info("TF Serving config: %s", config)
     previous = read_json(run_dir / "exports.json") if (run_dir / "exports.json").exists() else {}
     atomic_write_json(run_dir / "exports.json", {**previous, **paths})
     return paths
 
 
-def export_retrieval(run_dir: Path, trained: Optional[TrainedRetrieval] = None, base_dir: Optional[str] = None) -> dict:
+def export_retrieval(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base_dir: Optional[str] = None) -> dict:
     """``retrieval`` (stock ops) and ``retrieval_scann``; returns {model: version path}."""
+    run_dir = Path(run_dir)
     trained = trained or load_trained(run_dir)
     cfg = trained.cfg
     base = Path(base_dir or cfg.export.base_dir)
@@ -119,22 +143,25 @@ def export_retrieval(run_dir: Path, trained: Optional[TrainedRetrieval] = None, 
     scann, brute = build_scann(embeddings, ids, k, params), build_brute_force(embeddings, ids, k)
     user_features = trained.model.query_tower.user_feature_names
     common = {"run_dir": str(run_dir.resolve()), "num_candidates": int(len(ids)), "user_features": list(user_features)}
+    warmup = example_queries(trained)
     paths = {}
     for name, layer, is_scann in (("retrieval", brute, False), ("retrieval_scann", scann, True)):
         server = RetrievalServer(trained.model.query_tower, layer, user_features, k)
         meta = {**common, "model": name, "index": params.to_dict() if is_scann else "brute_force", "k": k,
                 "outputs": ["item_ids", "scores"]}
-        paths[name] = str(publish(base / name, lambda tmp: save_server(server, tmp, meta, is_scann)))
+        paths[name] = str(publish(base / name, lambda tmp: save_server(server, tmp, meta, is_scann, warmup)))
         log.info("exported %s -> %s", name, paths[name])
     return paths
 
 
-def export_ranker(run_dir: Path, base_dir: Optional[str] = None) -> str:
+def export_ranker(run_dir: str | Path, base_dir: Optional[str] = None) -> str:
     """``ranker``: serving_default and predict_with_uncertainty with the run's thresholds."""
     from tfrs_app.ranking.calibrate import load_tables
+    from tfrs_app.ranking.examples import ranking_examples
     from tfrs_app.ranking.train import load_trained_ranker
     from tfrs_app.serving.ranker import RankerServer
 
+    run_dir = Path(run_dir)
     trained = load_trained_ranker(run_dir)
     tables = load_tables(run_dir)
     r = trained.cfg.ranker
@@ -147,6 +174,62 @@ def export_ranker(run_dir: Path, base_dir: Optional[str] = None) -> str:
                            "predict_with_uncertainty": [f"{h}_{k}" for h in trained.model.head_names
                                                         for k in ("mean", "std", "bucket", "decision")]}}
     base = Path(base_dir or trained.cfg.export.base_dir)
-    path = str(publish(base / "ranker", lambda tmp: save_server(server, tmp, meta)))
+    example = ranking_examples(trained.data.splits.test.head(2), trained.data.splits.train, trained.data.catalog,
+                               trained.data.space, per_positive=1, seed=0).model_features()
+    warmup = {k: (v.astype(str) if v.dtype.kind in "SO" else v) for k, v in example.items()}
+    path = str(publish(base / "ranker", lambda tmp: save_server(server, tmp, meta, warmup=warmup)))
     log.info("exported ranker -> %s", path)
     return path
+
+
+def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, scann: bool = False):
+    """The RecommenderServer of a run (retrieval + calibrated ranker), exact or ScaNN retrieval.
+
+    The ScaNN variant's probe count is tuned until recall@R against exact search on held-out
+    queries reaches ``index.target_recall`` (R = num_candidates + exclude_budget).
+    """
+    from tfrs_app.ranking.calibrate import load_tables
+    from tfrs_app.ranking.train import load_trained_ranker
+    from tfrs_app.serving.recommender import Blend, Catalog, RecommenderServer
+
+    run_dir = Path(run_dir)
+    trained = trained or load_trained(run_dir)
+    ranker = load_trained_ranker(run_dir)
+    cfg, rec = trained.cfg, trained.cfg.recommender
+    embeddings, ids = candidate_embeddings(trained)
+    retrieve = min(rec.num_candidates + rec.exclude_budget, len(ids))
+    rows = np.arange(len(ids), dtype=np.int64)
+    if scann:  # tuned for recall@R, the depth the recommender reads, not the index stage's recall@10
+        params = _derived_params(cfg.index, len(ids), retrieve)
+        queries = held_out_queries(trained, cfg.index.max_eval_queries)
+        index, _, params, _ = tune_scann(embeddings, rows, queries, retrieve, params, retrieve, cfg.index.target_recall)
+    else:
+        index = build_brute_force(embeddings, rows, retrieve)
+    catalog = Catalog(ids=ids, titles=trained.catalog["item_title"].to_numpy(), genres=trained.catalog["item_genres"].to_numpy(),
+                      embeddings=embeddings, counts=trained.catalog_counts())
+    blend = Blend(rec.engagement_weight, rec.satisfaction_weight, rec.std_penalty, rec.mmr_lambda,
+                  rec.cold_popularity_weight)
+    return RecommenderServer(trained.model.query_tower, index, ranker.model, load_tables(run_dir), catalog,
+                             trained.model.query_tower.user_feature_names,
+                             ranker.model.query_encoder.user_feature_names, cfg.data.history_length,
+                             rec.num_candidates, rec.exclude_budget, rec.top_n, ranker.cfg.ranker.mc_samples,
+                             ranker.cfg.seed, blend)
+
+
+def export_recommender(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None,
+                       base_dir: Optional[str] = None) -> dict:
+    """``recommender`` (exact retrieval, stock ops) and ``recommender_scann``; {model: version path}."""
+    run_dir = Path(run_dir)
+    trained = trained or load_trained(run_dir)
+    base = Path(base_dir or trained.cfg.export.base_dir)
+    warmup = example_queries(trained)
+    paths = {}
+    for name, is_scann in (("recommender", False), ("recommender_scann", True)):
+        server = recommender_server(run_dir, trained, scann=is_scann)
+        meta = {"run_dir": str(run_dir.resolve()), "model": name, "index": "scann" if is_scann else "brute_force",
+                "num_candidates": server.num_candidates, "retrieved": server.retrieve, "top_n": server.top_n,
+                "mc_samples": server.mc_samples, "blend": dataclasses.asdict(server.blend),
+                "user_features": list(trained.model.query_tower.user_feature_names)}
+        paths[name] = str(publish(base / name, lambda tmp: save_server(server, tmp, meta, is_scann, warmup)))
+        log.info("exported %s -> %s", name, paths[name])
+    return paths

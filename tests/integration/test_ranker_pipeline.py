@@ -12,25 +12,6 @@ import pytest
 
 from tfrs_app.config import HEADS
 
-CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
-
-
-@pytest.fixture(scope="module")
-def ranker_run(trained_run):
-    """The ranker trained on the retrieval run's data (same splits), calibrated and exported."""
-    from tfrs_app.config import load_config
-    from tfrs_app.ranking.calibrate import calibrate
-    from tfrs_app.ranking.train import run
-    from tfrs_app.stages import export_ranker
-
-    run_dir, _, _ = trained_run
-    cfg = load_config(CONFIGS / "demo.yaml", [f"run_dir={run_dir}", f"export.base_dir={run_dir / 'saved_models'}",
-                                              "ranker.num_bootstrap=200"])
-    metrics = run(cfg)
-    reports = calibrate(run_dir, cfg)
-    path = export_ranker(run_dir)
-    return run_dir, cfg, metrics, reports, Path(path)
-
 
 def test_ranker_beats_the_item_prior(ranker_run):
     _, _, metrics, _, _ = ranker_run

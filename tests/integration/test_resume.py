@@ -39,3 +39,21 @@ def test_interrupted_training_resumes_where_it_stopped(tmp_path):
     assert second.epochs == [2]  # only the epoch that was missing
     assert len(metrics["loss"]) == 1
     assert metrics["test"]["model"]["recall@100"] > metrics["test"]["popularity"]["recall@100"]
+
+
+def test_interrupted_ranker_training_resumes_where_it_stopped(tmp_path):
+    from tfrs_app.ranking.train import run
+
+    cfg = load_config(SMOKE, [f"run_dir={tmp_path}", "ranker.epochs=3"])
+    first = Interrupt(stop_after=2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(cfg, callbacks=[first])
+    assert first.epochs == [0, 1]
+    assert any((tmp_path / "ranker" / "backup").rglob("*"))
+
+    second = Interrupt()
+    metrics = run(cfg, callbacks=[second])
+    assert second.epochs == [2]
+    assert not (tmp_path / "ranker" / "backup").exists()
+    test = metrics["test"]["engagement"]
+    assert test["model"]["auc"] > test["item_prior"]["auc"] + 0.1, test

@@ -70,12 +70,13 @@ def _baseline_curves(counts: np.ndarray, order: np.ndarray, ends: np.ndarray,
 
 
 def _recall_at(curve_precision: np.ndarray, curve_recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """Per row: the highest curve recall whose curve precision >= precision[s] (0 if none; NaN
-    where precision[s] is NaN, i.e. the policy selected nothing)."""
+    """Per row: the highest curve recall whose curve precision >= precision[s]; NaN where
+    precision[s] is NaN (the policy selected nothing) or where no point of the curve reaches
+    it (the comparison is undefined there, and a 0 would fake a gain of the policy's whole recall)."""
     with np.errstate(invalid="ignore"):
         ok = curve_precision >= precision[:, None]  # False where either side is NaN
-    best = np.where(ok, curve_recall, 0.0).max(axis=1)
-    return np.where(np.isnan(precision), np.nan, best)
+    best = np.where(ok, curve_recall, -np.inf).max(axis=1)
+    return np.where(np.isnan(precision) | ~np.isfinite(best), np.nan, best)
 
 
 def paired_bootstrap(label: np.ndarray, decisions: Mapping[str, np.ndarray], baseline: str, num_samples: int = 1000,

@@ -92,7 +92,7 @@ def threshold_report(head: str, val: Mapping[str, np.ndarray], test: Mapping[str
 
         {"head", "n_val", "n_test", "metrics": {"val", "test"}, "edges", "bucket_counts_val",
          "bucket_counts_test", "grid",
-         "targets": {"0.9": {"policies": {policy: {
+         "targets": {"0.9": {"trivial": target <= val base rate, "policies": {policy: {
              "thresholds", "fallback", "val": {precision, recall},
              "test": {precision, recall, precision_ci, recall_ci},
              "recall_diff_vs_global": {point, ci, significant},      (not for global)
@@ -149,7 +149,8 @@ def threshold_report(head: str, val: Mapping[str, np.ndarray], test: Mapping[str
                 entry["recall_diff_vs_global"] = {**stats["recall_diff"], "significant": stats["significant"]}
                 entry["precision_diff_vs_global"] = dict(stats["precision_diff"])
                 entry["matched_gain_vs_global"] = dict(stats["matched_gain"])
-        report["targets"][key] = {"policies": policies}
+        base_rate = float(val_data["label"].mean())
+        report["targets"][key] = {"policies": policies, "trivial": bool(target <= base_rate)}
 
     # matched test precision: each policy's test PR curve over a grid of validation targets
     grid = tuple(sorted(set(TARGET_GRID) | set(targets)))
@@ -227,7 +228,9 @@ def format_threshold_report(report: dict) -> str:
         f"log loss {_num(m[split]['log_loss'])}, ECE {_num(m[split]['ece'])}" for split in ("val", "test")))
     level = int(round(100 * (1 - report.get("alpha", 0.05))))
     for target, block in report["targets"].items():
-        lines += ["", f"target precision {target}:", "",
+        note = (" (at or below the validation base rate: selecting everything meets it, so the policies can "
+                "only tie)") if block.get("trivial") else ""
+        lines += ["", f"target precision {target}{note}:", "",
                   f"| policy | test precision [{level}% CI] | test recall [{level}% CI] | "
                   f"recall gain vs global [{level}% CI] | recall at matched precision (gain [{level}% CI]) |",
                   "| --- | --- | --- | --- | --- |"]

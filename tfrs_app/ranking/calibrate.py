@@ -60,6 +60,10 @@ def calibrate(run_dir: str | Path, cfg: Config | None = None) -> dict:
         reports[head] = threshold_report(head, val, test, targets=tuple(sorted(set(r.report_targets) | {target})),
                                          num_buckets=r.num_buckets, min_positives=r.min_positives,
                                          num_bootstrap=r.num_bootstrap, seed=cfg.seed, plot_dir=stage / "plots")
+        if reports[head]["targets"][str(target)]["trivial"]:
+            log.warning("%s: decision target %.3f is at or below the validation base rate %.3f; every item passes. "
+                        "Raise ranker.decision_targets.%s for a decision that bites.", head, target,
+                        float(val["label"].mean()), head)
         table = fit_table(head, r.threshold_policy, val["score"], val["std"], val["label"], target,
                           num_buckets=r.num_buckets, min_positives=r.min_positives)
         tables[head] = as_float32(table)

@@ -47,7 +47,7 @@ class Head(tf.keras.layers.Layer):
 
     Split in two so MC sampling can reuse the deterministic part:
     ``prefix`` (the first Dense, [B, h_1]) runs once; ``suffix`` takes [..., B, h_1] with one
-    noise tensor per MCDropout ([T, B, h_i]) and returns [..., B] logits. With one hidden layer,
+    noise tensor per MCDropout ([T, 1, h_i]: one mask per sample) and returns [..., B] logits. With one hidden layer,
     a sample costs one [h_1] x [h_1, 1] product per row.
     """
 

@@ -25,7 +25,9 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
 
 import tfrs_app  # noqa: F401
 import tensorflow as tf
@@ -91,13 +93,20 @@ def publish(model_dir: str | os.PathLike, write: Callable[[Path], None], version
     return final
 
 
-def save_server(server: tf.Module, path: Path, metadata: dict, scann: bool = False) -> None:
-    """tf.saved_model.save with the server's signatures, plus the metadata file.
+def save_server(server: tf.Module, path: Path, metadata: dict, scann: bool = False,
+                warmup: Optional[Mapping[str, np.ndarray]] = None) -> None:
+    """tf.saved_model.save with the server's signatures, the metadata file and, given example
+    ``warmup`` inputs, TF Serving warmup records for every signature.
 
     ``server`` has ``signatures()`` and ``input_specs``; ``metadata`` adds what the model is.
     """
+    from tfrs_app.serving.tf_serving import write_warmup
+
     options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]) if scann else None
-    tf.saved_model.save(server, str(path), signatures=server.signatures(), options=options)
+    signatures = server.signatures()
+    tf.saved_model.save(server, str(path), signatures=signatures, options=options)
+    if warmup is not None:
+        write_warmup(path, metadata["model"], sorted(signatures), warmup)
     meta = path / METADATA
     meta.parent.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps({**metadata, "requires_scann": scann, "inputs": sorted(server.input_specs),

@@ -14,11 +14,8 @@ import numpy as np
 
 import tfrs_app  # noqa: F401
 
+from tfrs_app.serving.errors import ModelLoadError  # noqa: F401  (re-exported)
 from tfrs_app.serving.export import METADATA
-
-
-class ModelLoadError(RuntimeError):
-    """The SavedModel is missing, incomplete or unreadable."""
 
 
 def resolve_version(path: str | Path) -> Path:
@@ -57,15 +54,32 @@ def load_saved_model(path: str | Path):
 
 def query_request(user_ids: list[str], timestamps: list[int], histories: list[list[str]],
                   user_features: Mapping[str, list[str]] | None = None) -> dict:
-    """Builds signature inputs from Python lists: pads histories with "" to one length."""
+    """Builds signature inputs from Python lists: pads histories with "" to one length.
+
+    Raises ValueError naming the field for a wrong type or length (a timestamp that is not a
+    whole number of seconds, a history that is a string rather than a list, ...).
+    """
     import tensorflow as tf
 
+    n = len(user_ids)
+    for name, values in (("timestamp", timestamps), ("history", histories), *(user_features or {}).items()):
+        if len(values) != n:
+            raise ValueError(f"{name}: expected {n} values (one per user), got {len(values)}")
+    try:
+        stamps = np.array([int(t) if float(t) == int(t) else float("nan") for t in timestamps], dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"timestamp: expected whole Unix seconds, got {list(timestamps)!r}") from error
+    if np.isnan(stamps).any():
+        raise ValueError(f"timestamp: expected whole Unix seconds, got {list(timestamps)!r}")
+    for row, history in enumerate(histories):
+        if isinstance(history, (str, bytes)) or not all(isinstance(h, str) for h in history):
+            raise ValueError(f"history[{row}]: expected a list of item id strings, got {history!r}")
     width = max([len(h) for h in histories] + [1])
     padded = np.array([list(h) + [""] * (width - len(h)) for h in histories], dtype=object).astype(str)
     request = {
         "user_id": tf.constant(np.array(user_ids, dtype=object).astype(str)),
-        "timestamp": tf.constant(np.array(timestamps, dtype=np.int64)),
-        "history": tf.constant(padded.reshape(len(user_ids), width)),
+        "timestamp": tf.constant(stamps.astype(np.int64)),
+        "history": tf.constant(padded.reshape(n, width)),
     }
     for name, values in (user_features or {}).items():
         request[name] = tf.constant(np.array(values, dtype=object).astype(str))

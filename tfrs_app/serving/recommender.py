@@ -1,0 +1,317 @@
+"""One call, final recommendations: retrieve -> drop seen -> rank with MC dropout -> gate ->
+blend -> MMR -> top-N, as a TF-Serving SavedModel.
+
+``RecommenderServer`` is a ``tf.Module`` whose ``serving_default`` takes the raw query inputs
+(``user_id`` [B], ``timestamp`` [B] int64, ``history`` [B, L], ``user_<f>`` [B]) and returns,
+per row b:
+
+    item_ids, item_titles [B, N] string ("" where fewer than N items qualify)
+    score [B, N] float32            the blended score the list is ordered by (before MMR)
+    <head>_mean, <head>_std [B, N]  MC-dropout mean and std per head
+    <head>_bucket [B, N] int64, <head>_decision [B, N] bool
+    num_results [B] int32
+    path [B] string                 personalized | known_user_no_history |
+                                    unknown_user_with_history | cold_start
+    candidate_item_ids [B, R] string, candidate_status [B, R] string
+                                    every retrieved item with what happened to it: recommended,
+                                    seen (in the request's history), responsibility (gated
+                                    out), not_selected (ranked, not in the top-N after MMR),
+                                    beyond_k (not among the K unseen items that were ranked)
+
+Steps, all in the graph:
+
+1. ``history`` is the user's seen list, most recent first. The query tower pools its first
+   ``history_length`` entries (what it was trained on); all entries are excluded.
+2. Retrieval: R = K + ``exclude_budget`` nearest items (exact matmul + top-k, or ScaNN);
+   the first K not in the history are ranked.
+3. Ranker: T MC-dropout samples of the heads per candidate (trunk once); per head the
+   ThresholdTable's bucket and decision.
+4. Responsibility gate: a candidate whose responsibility decision is negative for its
+   uncertainty bucket is dropped.
+5. Blend: ``engagement_weight * engagement_mean + satisfaction_weight * satisfaction_mean
+   - std_penalty * (engagement_std + satisfaction_std)``; rows not on the personalized path
+   add ``cold_popularity_weight * log1p(train count) / log1p(max count)`` (cold start leans
+   on popularity).
+6. MMR (Carbonell and Goldstein 1998): N greedy picks of argmax ``lambda * blended -
+   (1 - lambda) * max cosine similarity to the items already picked``, over the retrieval
+   tower's candidate embeddings. lambda = 1 is plain ranking by the blended score.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+import tfrs_app  # noqa: F401
+import tensorflow as tf
+
+from tfrs_app.config import HEADS
+from tfrs_app.decision.thresholds import ThresholdTable
+from tfrs_app.ranking.model import MultiHeadRanker
+from tfrs_app.ranking.uncertainty import mc_logits, summarize
+from tfrs_app.serving.export import query_specs
+
+PATHS = ("personalized", "known_user_no_history", "unknown_user_with_history", "cold_start")
+STATUSES = ("recommended", "seen", "responsibility", "not_selected", "beyond_k")
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How the final list is scored and diversified (typed twin of RecommenderConfig)."""
+
+    engagement_weight: float = 0.5
+    satisfaction_weight: float = 0.5
+    std_penalty: float = 0.0
+    mmr_lambda: float = 0.7
+    cold_popularity_weight: float = 0.1
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Row i of every array is one item: ids, titles, genres [N] str; embeddings [N, D] float32
+    (the retrieval candidate tower's, L2-normalised); counts [N] training events."""
+
+    ids: np.ndarray
+    titles: np.ndarray
+    genres: np.ndarray
+    embeddings: np.ndarray
+    counts: np.ndarray = field(default=None)
+
+
+def decide(mean: tf.Tensor, std: tf.Tensor, edges: tf.Tensor, thresholds: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(bucket, decision) of ThresholdTable.decide in graph ops; any shape, float32 edges [E]."""
+    bucket = tf.reduce_sum(tf.cast(std[..., None] >= edges, tf.int64), axis=-1)
+    return bucket, mean >= tf.gather(thresholds, bucket)
+
+
+class RecommenderServer(tf.Module):
+    def __init__(self, query_tower: tf.keras.Model, index: tf.keras.layers.Layer, ranker: MultiHeadRanker,
+                 tables: Mapping[str, ThresholdTable], catalog: Catalog, user_features: Sequence[str],
+                 ranker_user_features: Sequence[str], history_length: int, num_candidates: int = 100,
+                 exclude_budget: int = 100, top_n: int = 10, mc_samples: int = 30, seed: int = 0,
+                 blend: Blend = Blend()):
+        super().__init__(name="recommender_server")
+        n = len(catalog.ids)
+        if not 1 <= top_n <= num_candidates:
+            raise ValueError(f"top_n: must be in [1, num_candidates={num_candidates}], got {top_n}")
+        if not 0.0 <= blend.mmr_lambda <= 1.0:
+            raise ValueError(f"mmr_lambda: must be in [0, 1], got {blend.mmr_lambda}")
+        self.query_tower = query_tower
+        self.index = index
+        self.ranker = ranker
+        self.history_length = int(history_length)
+        self.num_candidates = min(int(num_candidates), n)
+        self.retrieve = min(self.num_candidates + int(exclude_budget), n)
+        self.top_n = min(int(top_n), self.num_candidates)
+        self.mc_samples = int(mc_samples)
+        self.seed = int(seed)
+        self.blend = blend
+        self.ranker_user_features = tuple(ranker_user_features)
+        self.ids = tf.constant(catalog.ids.astype(str))
+        self.titles = tf.constant(catalog.titles.astype(str))
+        self.genres = tf.constant(catalog.genres.astype(str))
+        self.embeddings = tf.constant(catalog.embeddings, tf.float32)
+        counts = np.zeros(n) if catalog.counts is None else np.asarray(catalog.counts, np.float64)
+        self.popularity = tf.constant((np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)).astype(np.float32))
+        self.edges = {h: tf.constant(tables[h].edges, tf.float32, shape=[len(tables[h].edges)]) for h in HEADS}
+        self.thresholds = {h: tf.constant(tables[h].thresholds, tf.float32) for h in HEADS}
+        self.input_specs = query_specs(user_features)
+        self.serve = tf.function(self._serve)
+
+    def signatures(self) -> dict:
+        return {"serving_default": self.serve.get_concrete_function(self.input_specs)}
+
+    def _serve(self, features):
+        history = features["history"]
+        batch = tf.shape(history)[0]
+        query_inputs = dict(features, history=history[:, : self.history_length])
+        query = self.query_tower(query_inputs, training=False)
+        _, rows = self.index(query, k=self.retrieve)  # [B, R] catalog rows
+        rows = tf.ensure_shape(tf.cast(rows, tf.int64), [None, self.retrieve])  # ScaNN's op has no static shape
+        retrieved = tf.gather(self.ids, rows)
+        seen = tf.reduce_any((retrieved[:, :, None] == history[:, None, :]) & (history[:, None, :] != ""), axis=2)
+
+        # the first K unseen, in retrieval order
+        positions = tf.range(self.retrieve, dtype=tf.int64)
+        order = tf.cumsum(tf.cast(~seen, tf.int64), axis=1)
+        ranked = ~seen & (order <= self.num_candidates)
+        key = tf.where(ranked, tf.cast(self.retrieve - positions, tf.float32)[None, :], -1.0)
+        top_key, slot = tf.math.top_k(key, k=self.num_candidates)  # slot: position in R
+        slot = tf.cast(slot, tf.int64)
+        valid = top_key > 0
+        cand = tf.gather(rows, slot, batch_dims=1)  # [B, K] catalog rows
+
+        # the ranker, on B x K (user, candidate) pairs
+        k = self.num_candidates
+        pairs = {name: tf.repeat(query_inputs[name], k, axis=0)
+                 for name in ("user_id", "timestamp", "history", *self.ranker_user_features)}
+        flat = tf.reshape(cand, [-1])
+        pairs.update(item_id=tf.gather(self.ids, flat), item_title=tf.gather(self.titles, flat),
+                     item_genres=tf.gather(self.genres, flat))
+        heads = {}
+        for head, logits in mc_logits(self.ranker, pairs, self.mc_samples, self.seed).items():
+            mean, std = (tf.reshape(t, [batch, k]) for t in summarize(logits))
+            bucket, decision = decide(mean, std, self.edges[head], self.thresholds[head])
+            heads[head] = {"mean": mean, "std": std, "bucket": bucket, "decision": decision}
+
+        # path: who is asking
+        known = self.query_tower.user.lookup(features["user_id"]) > 0
+        has_history = tf.reduce_any(history != "", axis=1)
+        path_index = tf.where(known, tf.where(has_history, 0, 1), tf.where(has_history, 2, 3))
+        path = tf.gather(tf.constant(PATHS), path_index)
+
+        # gate, blend, diversify
+        eligible = valid & heads["responsibility"]["decision"]
+        b = self.blend
+        blended = (b.engagement_weight * heads["engagement"]["mean"] + b.satisfaction_weight * heads["satisfaction"]["mean"]
+                   - b.std_penalty * (heads["engagement"]["std"] + heads["satisfaction"]["std"]))
+        cold = tf.cast(path_index > 0, tf.float32)[:, None]
+        blended += cold * b.cold_popularity_weight * tf.gather(self.popularity, cand)
+        vectors = tf.gather(self.embeddings, cand)  # [B, K, D]
+        picks, ok = mmr(blended, eligible, tf.matmul(vectors, vectors, transpose_b=True), self.top_n, b.mmr_lambda)
+
+        def take(values):
+            return tf.gather(values, picks, batch_dims=1)
+
+        chosen = take(cand)
+        out = {
+            "item_ids": tf.where(ok, tf.gather(self.ids, chosen), ""),
+            "item_titles": tf.where(ok, tf.gather(self.titles, chosen), ""),
+            "score": tf.where(ok, take(blended), 0.0),
+            "num_results": tf.reduce_sum(tf.cast(ok, tf.int32), axis=1),
+            "path": path,
+        }
+        for head, values in heads.items():
+            out[f"{head}_mean"] = tf.where(ok, take(values["mean"]), 0.0)
+            out[f"{head}_std"] = tf.where(ok, take(values["std"]), 0.0)
+            out[f"{head}_bucket"] = tf.where(ok, take(values["bucket"]), tf.constant(-1, tf.int64))
+            out[f"{head}_decision"] = ok & take(values["decision"])
+
+        # what happened to every retrieved item
+        picked = tf.reduce_any(tf.one_hot(picks, k, on_value=True, off_value=False) & ok[:, :, None], axis=1)
+        status_k = tf.where(~heads["responsibility"]["decision"], "responsibility",
+                            tf.where(picked, "recommended", "not_selected"))
+        status = tf.where(seen, "seen", "beyond_k")
+        rows_b = tf.repeat(tf.range(batch, dtype=tf.int64)[:, None], k, axis=1)
+        where = tf.boolean_mask(tf.stack([rows_b, slot], axis=-1), valid)
+        out["candidate_status"] = tf.tensor_scatter_nd_update(status, where, tf.boolean_mask(status_k, valid))
+        out["candidate_item_ids"] = retrieved
+        return out
+
+
+def mmr(relevance: tf.Tensor, eligible: tf.Tensor, similarity: tf.Tensor, n: int, lam: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Greedy Maximal Marginal Relevance: ``n`` picks per row from [B, K] candidates.
+
+    relevance [B, K]; eligible [B, K] bool; similarity [B, K, K]. Returns (picks [B, n] int
+    positions, ok [B, n] bool: False once a row runs out of eligible candidates).
+    """
+    chosen = tf.zeros_like(eligible)
+    closest = tf.zeros_like(relevance)  # max similarity to what is picked; 0 before the first pick
+    picks, oks = [], []
+    for step in range(n):
+        value = lam * relevance - (1.0 - lam) * closest if step else relevance
+        value = tf.where(eligible & ~chosen, value, -np.inf)
+        pick = tf.argmax(value, axis=1, output_type=tf.int32)
+        ok = tf.reduce_max(value, axis=1) > -np.inf
+        chosen |= tf.one_hot(pick, tf.shape(relevance)[1], on_value=True, off_value=False) & ok[:, None]
+        closest = tf.where(ok[:, None], tf.maximum(closest, tf.gather(similarity, pick, batch_dims=1)), closest)
+        picks.append(pick)
+        oks.append(ok)
+    return tf.stack(picks, axis=1), tf.stack(oks, axis=1)
+
+
+@dataclass(frozen=True)
+class RecommendedItem:
+    item_id: str
+    title: str
+    score: float
+    heads: dict  # {head: {"mean", "std", "bucket", "decision"}}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    user_id: str
+    path: str
+    items: list
+    dropped: list  # [(item_id, reason)] for seen and gated items among the retrieved
+
+    def to_dict(self) -> dict:
+        return {"user_id": self.user_id, "path": self.path,
+                "items": [{"item_id": i.item_id, "title": i.title, "score": i.score, **i.heads} for i in self.items],
+                "dropped": [{"item_id": item, "reason": reason} for item, reason in self.dropped]}
+
+
+class Recommender:
+    """Python face of a recommender: ``recommend(user_id, history, ...)`` -> Recommendation.
+
+    ``signature`` takes the named inputs as keyword arguments: a loaded SavedModel's
+    ``signatures["serving_default"]`` (``Recommender.load``) or, in process, the server's
+    concrete function (``Recommender.from_server``).
+    """
+
+    def __init__(self, signature, user_features: Sequence[str] = ()):
+        self.signature = signature
+        self.user_features = tuple(user_features)
+
+    @classmethod
+    def from_server(cls, server: RecommenderServer) -> "Recommender":
+        names = [n for n in server.input_specs if n not in ("user_id", "timestamp", "history")]
+        return cls(server.signatures()["serving_default"], names)
+
+    @classmethod
+    def load(cls, path) -> "Recommender":
+        """From an exported ``recommender`` or ``recommender_scann`` base path or version folder."""
+        from tfrs_app.serving.load import load_saved_model, metadata, resolve_version
+
+        version = resolve_version(path)
+        meta = metadata(version)
+        if meta.get("model", "").split("_")[0] != "recommender":
+            raise ValueError(f"{version}: not a recommender export (model: {meta.get('model')!r})")
+        return cls(load_saved_model(version).signatures["serving_default"], meta.get("user_features", ()))
+
+    def recommend_batch(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
+                        timestamps: Optional[Sequence[int]] = None,
+                        user_features: Optional[Mapping[str, Sequence[str]]] = None) -> list[Recommendation]:
+        from tfrs_app.serving.load import query_request
+
+        import time as _time
+        timestamps = list(timestamps) if timestamps is not None else [int(_time.time())] * len(user_ids)
+        features = {name: list((user_features or {}).get(name, [""] * len(user_ids))) for name in self.user_features}
+        unknown = sorted(set(user_features or {}) - set(self.user_features))
+        if unknown:
+            raise ValueError(f"user_features: the model takes {list(self.user_features)}, not {unknown[0]!r}")
+        out = self.signature(**query_request(list(user_ids), timestamps, list(histories), features))
+        out = {k: v.numpy() for k, v in out.items()}
+        results = []
+        for b, user in enumerate(user_ids):
+            items = []
+            for j in range(int(out["num_results"][b])):
+                heads = {h: {"mean": float(out[f"{h}_mean"][b, j]), "std": float(out[f"{h}_std"][b, j]),
+                             "bucket": int(out[f"{h}_bucket"][b, j]), "decision": bool(out[f"{h}_decision"][b, j])}
+                         for h in HEADS}
+                items.append(RecommendedItem(out["item_ids"][b, j].decode(), out["item_titles"][b, j].decode(),
+                                             float(out["score"][b, j]), heads))
+            dropped = [(i.decode(), s.decode()) for i, s in zip(out["candidate_item_ids"][b], out["candidate_status"][b])
+                       if s.decode() in ("seen", "responsibility")]
+            results.append(Recommendation(str(user), out["path"][b].decode(), items, dropped))
+        return results
+
+    def recommend(self, user_id: str, history: Sequence[str] = (), timestamp: Optional[int] = None,
+                  user_features: Optional[Mapping[str, str]] = None) -> Recommendation:
+        features = {k: [v] for k, v in (user_features or {}).items()}
+        return self.recommend_batch([user_id], [list(history)], None if timestamp is None else [timestamp],
+                                    features)[0]
+
+
+def format_recommendation(rec: Recommendation) -> str:
+    lines = [f"user {rec.user_id}: path {rec.path}; {len(rec.items)} items; dropped "
+             f"{sum(r == 'seen' for _, r in rec.dropped)} seen, {sum(r == 'responsibility' for _, r in rec.dropped)} "
+             "by the responsibility gate",
+             f"{'rank':>4}  {'score':>5}  {'engage':>13}  {'satisfy':>13}  {'responsible':>13}  {'item':>8}  title"]
+    for rank, item in enumerate(rec.items, 1):
+        cells = [f"{item.heads[h]['mean']:.2f}±{item.heads[h]['std']:.2f} b{item.heads[h]['bucket']}"
+                 for h in HEADS]
+        lines.append(f"{rank:>4}  {item.score:5.3f}  {cells[0]:>13}  {cells[1]:>13}  {cells[2]:>13}  "
+                     f"{item.item_id:>8}  {item.title[:50]}")
+    return "\n".join(lines)
