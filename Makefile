@@ -37,6 +37,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/retrieval_quality.py
 	$(BIN)/python bench/ranker.py
 	$(BIN)/python bench/thresholds.py
+	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/mmr.py --run-dir runs/demo
 
 clean:
 	rm -rf runs .pytest_cache

@@ -201,7 +201,7 @@ def _demo(args: argparse.Namespace) -> None:
     paths = export(cfg.run_dir, trained)
     for name, path in paths.items():
         print(f"exported {name:16s} {path}")
-    print(show_recommendations(trained, paths["retrieval"], paths["retrieval_scann"]))
+    print(show_recommendations(trained, paths))
     print(f"demo finished in {time.perf_counter() - started:.0f}s; run directory: {cfg.run_dir}")
 
 
@@ -239,37 +239,41 @@ def format_index(report: dict) -> str:
             f"{recall} vs exact = {report[recall]:.3f} on {report['num_queries']} held-out queries")
 
 
-def show_recommendations(trained, stock_path: str, scann_path: str, num_users: int = 2) -> str:
-    """Top-k for ``num_users`` test users and one unknown user, from both exported SavedModels."""
+def show_recommendations(trained, paths: dict, num_users: int = 2) -> str:
+    """Final top-N for ``num_users`` test users and one unknown user, from the exported
+    recommender SavedModel (exact retrieval), with how far the ScaNN exports agree."""
     import pandas as pd
 
     from tfrs_app.features.examples import user_histories
     from tfrs_app.serving.load import load_saved_model, query_request
+    from tfrs_app.serving.recommender import Recommender, format_recommendation
 
     splits = trained.splits
     known = pd.concat([splits.train, splits.val], ignore_index=True)
     firsts = splits.test.drop_duplicates("user_id")
     firsts = firsts[firsts["user_id"].isin(known["user_id"])].head(num_users)
     users = list(firsts["user_id"]) + ["a-brand-new-user"]
-    times = list(firsts["timestamp"]) + [int(splits.test["timestamp"].max())]
-    history = user_histories(known, np.array(users, dtype=object), trained.cfg.data.history_length)
-    features = {name: list(firsts[name]) + [""] for name in trained.model.query_tower.user_feature_names}
-    request = query_request(users, times, [[h for h in row if h] for row in history], features)
-    stock = load_saved_model(stock_path).signatures["serving_default"](**request)
-    scann = load_saved_model(scann_path).signatures["serving_default"](**request)
-    titles = dict(zip(trained.catalog["item_id"], trained.catalog["item_title"]))
+    times = [int(t) for t in firsts["timestamp"]] + [int(splits.test["timestamp"].max())]
+    seen = known.groupby("user_id")["item_id"].apply(lambda s: list(s)[::-1])
+    histories = [seen.get(u, []) for u in users]
+    feature_names = trained.model.query_tower.user_feature_names
+    features = {name: list(firsts[name]) + [""] for name in feature_names}
     later = splits.test.groupby("user_id")["item_id"].apply(set)
+
+    request = query_request(users, times, [h[: trained.cfg.data.history_length] for h in histories], features)
+    stock = load_saved_model(paths["retrieval"]).signatures["serving_default"](**request)["item_ids"].numpy()
+    scann = load_saved_model(paths["retrieval_scann"]).signatures["serving_default"](**request)["item_ids"].numpy()
+    final = Recommender.load(paths["recommender"]).recommend_batch(users, histories, times, features)
+    final_scann = Recommender.load(paths["recommender_scann"]).recommend_batch(users, histories, times, features)
     out = []
     for row, user in enumerate(users):
-        ids = [i.decode() for i in stock["item_ids"][row].numpy()]
-        scann_ids = [i.decode() for i in scann["item_ids"][row].numpy()]
-        hits = later.get(user, set())
-        kind = "unknown user, no history" if user == "a-brand-new-user" else f"{sum(1 for h in history[row] if h)} items of history"
-        out.append(f"\nuser {user} ({kind}); ScaNN export agrees on {len(set(ids) & set(scann_ids))}/{len(ids)}")
-        out.append(f"{'rank':>4}  {'score':>6}  {'item':>8}  title")
-        for rank, (item, score) in enumerate(zip(ids, stock["scores"][row].numpy()), 1):
-            mark = "  <- in the user's test events" if item in hits else ""
-            out.append(f"{rank:>4}  {score:6.3f}  {item:>8}  {titles.get(item, '')[:60]}{mark}")
+        rec, other = final[row], final_scann[row]
+        hits = sum(item.item_id in later.get(user, set()) for item in rec.items)
+        out.append(f"\nretrieval top-10: ScaNN export agrees with exact on {len(set(stock[row]) & set(scann[row]))}/10; "
+                   f"final list: recommender_scann agrees on "
+                   f"{len({i.item_id for i in rec.items} & {i.item_id for i in other.items})}/{len(rec.items)}; "
+                   f"{hits} of the final items are in the user's test events")
+        out.append(format_recommendation(rec))
     return "\n".join(out)
 
 
