@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ranker.py
 	$(BIN)/python bench/thresholds.py
 	$(BIN)/python bench/serving.py
+	test -d runs/demo/ranker/thresholds || $(BIN)/tfrs-app demo
 	$(BIN)/python bench/mmr.py --run-dir runs/demo
 
 clean:
