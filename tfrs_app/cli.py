@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 
 from tfrs_app.config import ConfigError, load_config
 from tfrs_app.data.schema import SchemaError
@@ -244,7 +243,6 @@ def show_recommendations(trained, paths: dict, num_users: int = 2) -> str:
     recommender SavedModel (exact retrieval), with how far the ScaNN exports agree."""
     import pandas as pd
 
-    from tfrs_app.features.examples import user_histories
     from tfrs_app.serving.load import load_saved_model, query_request
     from tfrs_app.serving.recommender import Recommender, format_recommendation
 

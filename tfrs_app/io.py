@@ -31,6 +31,25 @@ def atomic_write_parquet(path: str | os.PathLike, frame) -> None:
     _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
+def atomic_write_dir(directory: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Calls ``write(tmp)`` on a sibling temp folder, then swaps it in for ``directory`` (old
+    folder renamed aside, new one renamed in, old one removed), so a crash mid-write leaves the
+    previous folder intact (e.g. a checkpoint)."""
+    import shutil
+
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 

@@ -34,7 +34,7 @@ import tensorflow as tf
 from tfrs_app.config import HEADS, Config, load_config
 from tfrs_app.data.prepare import RunData, load_data, prepare_data
 from tfrs_app.evaluation.metrics import classification_metrics
-from tfrs_app.io import atomic_write_json, atomic_write_parquet
+from tfrs_app.io import atomic_write_dir, atomic_write_json, atomic_write_parquet
 from tfrs_app.ranking.examples import RankingExamples, dataset, position_buckets, ranking_examples
 from tfrs_app.ranking.model import MultiHeadRanker, build_ranker
 from tfrs_app.ranking.uncertainty import predict
@@ -171,14 +171,8 @@ def _checkpoint(model: MultiHeadRanker) -> tf.train.Checkpoint:
 
 def save_weights(model: MultiHeadRanker, directory: Path) -> None:
     """Writes the weights into ``directory`` atomically (temp dir, then rename)."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    _checkpoint(model).write(str(tmp / "ranker"))
-    old = directory.with_name(directory.name + ".old")
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    checkpoint = _checkpoint(model)
+    atomic_write_dir(directory, lambda tmp: checkpoint.write(str(tmp / "ranker")))
 
 
 def load_trained_ranker(run_dir: str | Path) -> TrainedRanker:

@@ -34,7 +34,7 @@ from tfrs_app.data.prepare import load_data, prepare_data
 from tfrs_app.data.splits import Splits
 from tfrs_app.features.examples import as_strings, candidate_features, query_features, with_history
 from tfrs_app.features.space import FeatureSpace
-from tfrs_app.io import atomic_write_json
+from tfrs_app.io import atomic_write_dir, atomic_write_json
 from tfrs_app.retrieval.evaluate import build_eval_set, evaluate_model, evaluate_popularity
 from tfrs_app.retrieval.model import RetrievalModel, build_model
 
@@ -131,14 +131,8 @@ def build_towers(model: RetrievalModel, events: pd.DataFrame, space: FeatureSpac
 
 def save_towers(model: RetrievalModel, directory: Path) -> None:
     """Writes both towers' weights into ``directory`` atomically (temp dir, then rename)."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tf.train.Checkpoint(query_tower=model.query_tower, candidate_tower=model.candidate_tower).write(str(tmp / "towers"))
-    old = directory.with_name(directory.name + ".old")
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    checkpoint = tf.train.Checkpoint(query_tower=model.query_tower, candidate_tower=model.candidate_tower)
+    atomic_write_dir(directory, lambda tmp: checkpoint.write(str(tmp / "towers")))
 
 
 def load_trained(run_dir: str | Path) -> TrainedRetrieval:
