@@ -21,6 +21,10 @@ CELL_TIMEOUT_S = 300
 # Text that must appear in some cell's outputs, per notebook.
 EXPECTED = {
     "01_data_and_retrieval.ipynb": ["| test | popularity |", "recall@10 vs exact", "a-brand-new-user"],
+    "02_ranker_and_uncertainty.ipynb": ["| head | target | policy | test precision", "max abs difference",
+                                        "| planted | 0.9 | dp |", "item-prior AUC"],
+    "03_serving.ipynb": ["models.config: lists 5 models", "path personalized", "path cold_start",
+                         "predict_with_uncertainty", "docker run"],
 }
 
 
