@@ -249,7 +249,7 @@ def show_recommendations(trained, paths: dict, num_users: int = 2) -> str:
     splits = trained.splits
     known = pd.concat([splits.train, splits.val], ignore_index=True)
     firsts = splits.test.drop_duplicates("user_id")
-    firsts = firsts[firsts["user_id"].isin(known["user_id"])].head(num_users)
+    firsts = firsts[firsts["user_id"].isin(trained.space.user_ids)].head(num_users)  # users the model knows
     users = list(firsts["user_id"]) + ["a-brand-new-user"]
     times = [int(t) for t in firsts["timestamp"]] + [int(splits.test["timestamp"].max())]
     seen = known.groupby("user_id")["item_id"].apply(lambda s: list(s)[::-1])

@@ -119,11 +119,16 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
         cfg = trained.cfg if trained is not None else load_config(
             run_dir / ("config.yaml" if has_retrieval else "ranker/config.yaml"))
         base_dir = cfg.export.base_dir
+    if has_retrieval:
+        trained = trained or load_trained(run_dir)
     paths = export_retrieval(run_dir, trained, base_dir) if has_retrieval else {}
     if has_ranker:
-        paths["ranker"] = export_ranker(run_dir, base_dir)
-    if has_retrieval and has_ranker:
-        paths.update(export_recommender(run_dir, trained, base_dir))
+        from tfrs_app.ranking.train import load_trained_ranker
+
+        ranker = load_trained_ranker(run_dir)
+        paths["ranker"] = export_ranker(run_dir, base_dir, ranker)
+        if has_retrieval:
+            paths.update(export_recommender(run_dir, trained, base_dir, ranker))
     config = write_models_config(base_dir)
     log.info("TF Serving config: %s", config)
     previous = read_json(run_dir / "exports.json") if (run_dir / "exports.json").exists() else {}
@@ -154,7 +159,7 @@ def export_retrieval(run_dir: str | Path, trained: Optional[TrainedRetrieval] = 
     return paths
 
 
-def export_ranker(run_dir: str | Path, base_dir: Optional[str] = None) -> str:
+def export_ranker(run_dir: str | Path, base_dir: Optional[str] = None, trained=None) -> str:
     """``ranker``: serving_default and predict_with_uncertainty with the run's thresholds."""
     from tfrs_app.ranking.calibrate import load_tables
     from tfrs_app.ranking.examples import ranking_examples
@@ -162,7 +167,7 @@ def export_ranker(run_dir: str | Path, base_dir: Optional[str] = None) -> str:
     from tfrs_app.serving.ranker import RankerServer
 
     run_dir = Path(run_dir)
-    trained = load_trained_ranker(run_dir)
+    trained = trained or load_trained_ranker(run_dir)
     tables = load_tables(run_dir)
     r = trained.cfg.ranker
     user_features = trained.model.query_encoder.user_feature_names
@@ -182,7 +187,8 @@ def export_ranker(run_dir: str | Path, base_dir: Optional[str] = None) -> str:
     return path
 
 
-def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, scann: bool = False):
+def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, scann: bool = False,
+                       ranker=None):
     """The RecommenderServer of a run (retrieval + calibrated ranker), exact or ScaNN retrieval.
 
     The ScaNN variant's probe count is tuned until recall@R against exact search on held-out
@@ -194,7 +200,7 @@ def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] 
 
     run_dir = Path(run_dir)
     trained = trained or load_trained(run_dir)
-    ranker = load_trained_ranker(run_dir)
+    ranker = ranker or load_trained_ranker(run_dir)
     cfg, rec = trained.cfg, trained.cfg.recommender
     embeddings, ids = candidate_embeddings(trained)
     retrieve = min(rec.num_candidates + rec.exclude_budget, len(ids))
@@ -217,15 +223,18 @@ def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] 
 
 
 def export_recommender(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None,
-                       base_dir: Optional[str] = None) -> dict:
+                       base_dir: Optional[str] = None, ranker=None) -> dict:
     """``recommender`` (exact retrieval, stock ops) and ``recommender_scann``; {model: version path}."""
+    from tfrs_app.ranking.train import load_trained_ranker
+
     run_dir = Path(run_dir)
     trained = trained or load_trained(run_dir)
+    ranker = ranker or load_trained_ranker(run_dir)
     base = Path(base_dir or trained.cfg.export.base_dir)
     warmup = example_queries(trained)
     paths = {}
     for name, is_scann in (("recommender", False), ("recommender_scann", True)):
-        server = recommender_server(run_dir, trained, scann=is_scann)
+        server = recommender_server(run_dir, trained, scann=is_scann, ranker=ranker)
         meta = {"run_dir": str(run_dir.resolve()), "model": name, "index": "scann" if is_scann else "brute_force",
                 "num_candidates": server.num_candidates, "retrieved": server.retrieve, "top_n": server.top_n,
                 "mc_samples": server.mc_samples, "blend": dataclasses.asdict(server.blend),

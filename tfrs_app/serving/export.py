@@ -59,7 +59,8 @@ class RetrievalServer(tf.Module):
     def _serve(self, features):
         query = self.query_tower(features, training=False)
         scores, ids = self.index(query, k=self.k)
-        return {"item_ids": ids, "scores": scores}
+        # ScaNN's op has no static shape: state it, so signature metadata shows [B, k]
+        return {"item_ids": tf.ensure_shape(ids, [None, self.k]), "scores": tf.ensure_shape(scores, [None, self.k])}
 
     def signatures(self) -> dict:
         return {"serving_default": self.serve.get_concrete_function(self.input_specs)}
