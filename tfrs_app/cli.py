@@ -8,6 +8,7 @@
     tfrs-app recommend            --user ID [--history ITEM ...] [--feature user_x=v ...] [--json]
                                   [--model saved_models/recommender]
     tfrs-app inspect              PATH (a version, a model base path, or saved_models/)
+    tfrs-app report               RUN_DIR (writes RUN_DIR/report.html and report.md)
     tfrs-app demo                 [--dataset synthetic|movielens/<variant>] [--config FILE] [--set ...]
 
 Config values come from the dataclass defaults, then ``--config``, then ``--set`` overrides
@@ -85,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_recommend)
 
+    p = sub.add_parser("report", help="one HTML (and Markdown) page with every stage's metrics and plots")
+    p.add_argument("run_dir", help="a run directory (e.g. runs/demo)")
+    p.set_defaults(func=_report)
+
     p = sub.add_parser("inspect", help="versions, metadata and signatures of exported SavedModels")
     p.add_argument("path", help="a version folder, a model base path, or a folder of models (saved_models)")
     p.set_defaults(func=_inspect)
@@ -149,6 +154,13 @@ def _recommend(args: argparse.Namespace) -> None:
     recommender = Recommender.load(args.model)
     result = recommender.recommend(args.user, args.history, args.timestamp, features)
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_recommendation(result))
+
+
+def _report(args: argparse.Namespace) -> None:
+    from tfrs_app.run_report import write_report
+
+    page, markdown = write_report(args.run_dir)
+    print(f"wrote {page} and {markdown}")
 
 
 def _inspect(args: argparse.Namespace) -> None:
