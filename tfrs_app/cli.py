@@ -9,6 +9,7 @@
                                   [--model saved_models/recommender]
     tfrs-app inspect              PATH (a version, a model base path, or saved_models/)
     tfrs-app report               RUN_DIR (writes RUN_DIR/report.html and report.md)
+    tfrs-app tune                 --stage retrieval|ranker [--tuner random|hyperband|bayesian] [--max-trials N]
     tfrs-app demo                 [--dataset synthetic|movielens/<variant>] [--config FILE] [--set ...]
 
 Config values come from the dataclass defaults, then ``--config``, then ``--set`` overrides
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="YAML config (see pipelines/configs/)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
         p.add_argument("--run-dir", help="run directory (default: the config's run_dir)")
+        p.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
+                       help="tf.distribute strategy (multi_worker reads TF_CONFIG); default: the config's")
 
     p = sub.add_parser("train-retrieval", help="train and evaluate the two-tower model")
     with_config(p)
@@ -86,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_recommend)
 
+    p = sub.add_parser("tune", help="keras-tuner search on validation data; writes the best config as YAML")
+    with_config(p)
+    p.add_argument("--stage", choices=("retrieval", "ranker"), required=True)
+    p.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random")
+    p.add_argument("--max-trials", type=int, default=10)
+    p.add_argument("--epochs", type=int, help="epochs per trial (hyperband: the most any trial gets)")
+    p.add_argument("--directory", help="search state, resumable (default: <run_dir>/tune-<stage>)")
+    p.add_argument("--output", help="where the best config goes (default: <directory>/best.yaml)")
+    p.set_defaults(func=_tune)
+
     p = sub.add_parser("report", help="one HTML (and Markdown) page with every stage's metrics and plots")
     p.add_argument("run_dir", help="a run directory (e.g. runs/demo)")
     p.set_defaults(func=_report)
@@ -107,6 +120,8 @@ def _config(args: argparse.Namespace, extra: Sequence[str] = ()):
     overrides = list(extra) + list(args.set)
     if args.run_dir:
         overrides.append(f"run_dir={args.run_dir}")
+    if getattr(args, "strategy", None):
+        overrides.append(f"strategy={args.strategy}")
     return load_config(args.config, overrides)
 
 
@@ -134,6 +149,9 @@ def _calibrate(args: argparse.Namespace) -> None:
     config = Path(args.run_dir) / "ranker" / "config.yaml"
     if not config.exists():
         raise FileNotFoundError(f"{args.run_dir}: no trained ranker here (run `tfrs-app train-ranker` first)")
+    outside = [item for item in args.set if not item.startswith("ranker.")]
+    if outside:
+        raise ValueError(f"--set {outside[0]!r}: calibrate-thresholds takes ranker.* values only (the model is trained)")
     cfg = load_config(config, args.set)
     reports = calibrate(args.run_dir, cfg)
     print("\n\n".join(format_threshold_report(report) for report in reports.values()))
@@ -154,6 +172,14 @@ def _recommend(args: argparse.Namespace) -> None:
     recommender = Recommender.load(args.model)
     result = recommender.recommend(args.user, args.history, args.timestamp, features)
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_recommendation(result))
+
+
+def _tune(args: argparse.Namespace) -> None:
+    from tfrs_app.tuning import tune
+
+    path, best = tune(_config(args), args.stage, args.tuner, args.max_trials, args.directory, args.output, args.epochs)
+    print(f"best of {best['trials']} trials: objective {best['score']:.4f} with {best['values']}")
+    print(f"best config: {path} (train with: tfrs-app train-{args.stage} --config {path})")
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -10,6 +10,7 @@ the wrong type or range with a ``ConfigError`` naming the dotted field, e.g.
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import os
 import types
@@ -258,9 +259,6 @@ class RankerConfig:
             if not 0.0 < target < 1.0:
                 raise ConfigError(f"{where}.{name}: a precision target must be in (0, 1), got {target}")
 
-    def loss_weight(self, head: str) -> float:
-        return float(self.loss_weights.get(head, 1.0))
-
     def decision_target(self, head: str) -> float:
         return float(self.decision_targets.get(head, DEFAULT_TARGETS[head]))
 
@@ -295,6 +293,7 @@ class RecommenderConfig:
 class Config:
     run_dir: str = "runs/demo"
     seed: int = 0
+    strategy: str = "default"  # default | mirrored | multi_worker (TF_CONFIG); see tfrs_app/distribute.py
     data: DataConfig = field(default_factory=DataConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
@@ -303,6 +302,8 @@ class Config:
     recommender: RecommenderConfig = field(default_factory=RecommenderConfig)
 
     def validate(self) -> None:
+        if self.strategy not in ("default", "mirrored", "multi_worker"):
+            raise ConfigError(f"strategy: must be default, mirrored or multi_worker, got {self.strategy!r}")
         self.data.validate("data")
         self.retrieval.validate("retrieval")
         self.ranker.validate("ranker")
@@ -391,7 +392,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (Mapping, dict) or hint is Mapping:
+    if origin in (Mapping, dict, collections.abc.Mapping) or hint is Mapping:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         value_hint = args[1] if len(args) == 2 else str

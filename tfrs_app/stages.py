@@ -48,8 +48,9 @@ def held_out_queries(trained: TrainedRetrieval, limit: int) -> np.ndarray:
     return queries[:limit]
 
 
-def example_queries(trained: TrainedRetrieval, num_users: int = 2) -> dict[str, np.ndarray]:
-    """Signature inputs for the first test users (as of the end of train+val): warmup requests."""
+def example_queries(trained: TrainedRetrieval, num_users: int = 2, user_features=None) -> dict[str, np.ndarray]:
+    """Signature inputs for the first test users (as of the end of train+val): warmup requests.
+    ``user_features``: the user_<f> inputs to include (default: the query tower's)."""
     from tfrs_app.features.examples import query_features, user_histories
 
     splits = trained.splits
@@ -57,7 +58,8 @@ def example_queries(trained: TrainedRetrieval, num_users: int = 2) -> dict[str, 
     firsts = splits.test.drop_duplicates("user_id").head(num_users)
     history = user_histories(known, firsts["user_id"].to_numpy(), trained.cfg.data.history_length)
     features = query_features(firsts, history)
-    names = ("user_id", "timestamp", "history", *trained.model.query_tower.user_feature_names)
+    names = ("user_id", "timestamp", "history",
+             *(trained.model.query_tower.user_feature_names if user_features is None else user_features))
     return {name: (features[name].astype(str) if features[name].dtype == object else features[name]) for name in names}
 
 
@@ -207,8 +209,13 @@ def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] 
     rows = np.arange(len(ids), dtype=np.int64)
     if scann:  # tuned for recall@R, the depth the recommender reads, not the index stage's recall@10
         params = _derived_params(cfg.index, len(ids), retrieve)
+        if params.num_reordering_candidates < retrieve:
+            raise ValueError(f"index.num_reordering_candidates: the ScaNN recommender reads the top {retrieve} "
+                             f"(recommender.num_candidates + exclude_budget); reorder at least that many, "
+                             f"got {params.num_reordering_candidates}")
+        target = cfg.index.target_recall if cfg.index.num_leaves_to_search is None else 0.0  # explicit values win
         queries = held_out_queries(trained, cfg.index.max_eval_queries)
-        index, _, params, _ = tune_scann(embeddings, rows, queries, retrieve, params, retrieve, cfg.index.target_recall)
+        index, _, params, _ = tune_scann(embeddings, rows, queries, retrieve, params, retrieve, target)
     else:
         index = build_brute_force(embeddings, rows, retrieve)
     catalog = Catalog(ids=ids, titles=trained.catalog["item_title"].to_numpy(), genres=trained.catalog["item_genres"].to_numpy(),
@@ -231,14 +238,15 @@ def export_recommender(run_dir: str | Path, trained: Optional[TrainedRetrieval] 
     trained = trained or load_trained(run_dir)
     ranker = ranker or load_trained_ranker(run_dir)
     base = Path(base_dir or trained.cfg.export.base_dir)
-    warmup = example_queries(trained)
     paths = {}
     for name, is_scann in (("recommender", False), ("recommender_scann", True)):
         server = recommender_server(run_dir, trained, scann=is_scann, ranker=ranker)
+        features = [n for n in server.input_specs if n.startswith("user_") and n != "user_id"]
+        warmup = example_queries(trained, user_features=features)
         meta = {"run_dir": str(run_dir.resolve()), "model": name, "index": "scann" if is_scann else "brute_force",
                 "num_candidates": server.num_candidates, "retrieved": server.retrieve, "top_n": server.top_n,
                 "mc_samples": server.mc_samples, "blend": dataclasses.asdict(server.blend),
-                "user_features": list(trained.model.query_tower.user_feature_names)}
+                "user_features": features}
         paths[name] = str(publish(base / name, lambda tmp: save_server(server, tmp, meta, is_scann, warmup)))
         log.info("exported %s -> %s", name, paths[name])
     return paths

@@ -38,11 +38,17 @@ def prepare_data(cfg: Config) -> RunData:
     """Loads the run directory's prepared data if it matches ``cfg.data``, else prepares and writes it."""
     run_dir = Path(cfg.run_dir)
     stamp = _stamp(cfg)
-    if (run_dir / "data" / "config.yaml").exists() and (run_dir / "data" / "config.yaml").read_text() == stamp:
+    stamp_path = run_dir / "data" / "config.yaml"
+    if stamp_path.exists() and stamp_path.read_text() == stamp:
         try:
             return load_data(run_dir)
         except FileNotFoundError:
             pass  # a partial earlier run: prepare again
+    trained = [name for name in ("retrieval", "ranker") if (run_dir / name / "checkpoint").exists()]
+    if trained and stamp_path.exists():
+        raise ValueError(f"{run_dir}: the data section differs from the one {trained[0]} was trained on "
+                         f"({stamp_path}); use a new run_dir, or delete {run_dir} to start over")
+    stamp_path.unlink(missing_ok=True)  # rewritten last: a crash below leaves no stamp to trust
     started = time.perf_counter()
     interactions = load_interactions(cfg.data)
     splits = split(interactions.events, cfg.data.split, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)

@@ -54,7 +54,9 @@ def calibrate(run_dir: str | Path, cfg: Config | None = None) -> dict:
     for head in HEADS:
         val, test = head_arrays(frames["val"], head), head_arrays(frames["test"], head)
         if len(val["label"]) == 0 or len(np.unique(val["label"])) < 2:
-            log.warning("%s: validation labels are missing or all one class; no thresholds for this head", head)
+            (stage / "thresholds" / f"{head}.json").unlink(missing_ok=True)  # never serve an older model's table
+            log.warning("%s: validation labels are missing or all one class; no thresholds for this head "
+                        "(the ranker cannot be exported until it has them)", head)
             continue
         target = r.decision_target(head)
         reports[head] = threshold_report(head, val, test, targets=tuple(sorted(set(r.report_targets) | {target})),
@@ -87,6 +89,7 @@ def load_tables(run_dir: str | Path) -> dict[str, ThresholdTable]:
     for head in HEADS:
         path = Path(run_dir) / "ranker" / "thresholds" / f"{head}.json"
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no thresholds for {head} (run `tfrs-app calibrate-thresholds` first)")
+            raise FileNotFoundError(f"{path}: no thresholds for {head} (run `tfrs-app calibrate-thresholds`; a head "
+                                    "whose validation labels are all one class gets none)")
         tables[head] = ThresholdTable.load(path)
     return tables

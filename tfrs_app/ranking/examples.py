@@ -121,7 +121,9 @@ def ranking_examples(target: pd.DataFrame, context: pd.DataFrame, catalog: pd.Da
     }
     weights = {head: np.concatenate([_column(target, f"weight_{head}", 1.0), np.ones(m, np.float32)]) for head in HEADS}
     if use_position and "position" in target.columns:
-        features["position"] = np.concatenate([target["position"].to_numpy(np.int64), np.full(m, -1, np.int64)])
+        # an impression shown beside an event gets that event's slot: a sentinel would give the label away
+        position = target["position"].to_numpy(np.int64)
+        features["position"] = np.concatenate([position, position[rows]])
     return RankingExamples(features, labels, weights, logged)
 
 

@@ -23,12 +23,11 @@ class MCDropout(tf.keras.layers.Layer):
     deterministic path gives identical outputs on repeated calls.
     """
 
-    def __init__(self, rate: float, seed: int = 0, **kwargs):
+    def __init__(self, rate: float, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 < rate < 1.0:
             raise ValueError(f"MCDropout.rate: must be in (0, 1), got {rate}")
         self.rate = float(rate)
-        self.seed = seed
 
     def call(self, x: tf.Tensor, training: Optional[bool] = None, noise: Optional[tf.Tensor] = None) -> tf.Tensor:
         if noise is not None:
@@ -39,7 +38,7 @@ class MCDropout(tf.keras.layers.Layer):
         return x
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate}
 
 
 class Head(tf.keras.layers.Layer):
@@ -51,10 +50,10 @@ class Head(tf.keras.layers.Layer):
     a sample costs one [h_1] x [h_1, 1] product per row.
     """
 
-    def __init__(self, hidden_layers: Sequence[int], dropout: float, seed: int = 0, **kwargs):
+    def __init__(self, hidden_layers: Sequence[int], dropout: float, **kwargs):
         super().__init__(**kwargs)
         self.hidden = [tf.keras.layers.Dense(size, activation="relu") for size in hidden_layers]
-        self.dropouts = [MCDropout(dropout, seed + i) for i in range(len(hidden_layers))]
+        self.dropouts = [MCDropout(dropout) for _ in hidden_layers]
         self.out = tf.keras.layers.Dense(1)
 
     @property

@@ -39,13 +39,13 @@ class MultiHeadRanker(tfrs.Model):
 
     def __init__(self, query_encoder: QueryTower, candidate_encoder: CandidateTower, trunk: tf.keras.layers.Layer,
                  heads: Sequence[str] = HEADS, head_layers: Sequence[int] = (64,), dropout: float = 0.2,
-                 loss_weights: Optional[Mapping[str, float]] = None, position_buckets: int = 0, seed: int = 0):
+                 loss_weights: Optional[Mapping[str, float]] = None, position_buckets: int = 0):
         super().__init__()
         self.query_encoder = query_encoder
         self.candidate_encoder = candidate_encoder
         self.trunk = trunk
         self.head_names = tuple(heads)
-        self.heads = {h: Head(head_layers, dropout, seed + 10 * i, name=f"head_{h}") for i, h in enumerate(heads)}
+        self.heads = {h: Head(head_layers, dropout, name=f"head_{h}") for h in heads}
         self.loss_weights = {h: float((loss_weights or {}).get(h, 1.0)) for h in heads}
         self.tasks = {
             h: tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
@@ -111,6 +111,6 @@ def build_ranker(cfg: RankerConfig, space: FeatureSpace, position_buckets: int =
     else:
         trunk = mlp(cfg.trunk_layers, name="trunk")
     model = MultiHeadRanker(query, candidate, trunk, HEADS, cfg.head_layers, cfg.dropout, cfg.loss_weights,
-                            position_buckets if cfg.use_position else 0, seed)
+                            position_buckets if cfg.use_position else 0)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=cfg.learning_rate))
     return model

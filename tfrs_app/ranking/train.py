@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from tfrs_app.config import HEADS, Config, load_config
 from tfrs_app.data.prepare import RunData, load_data, prepare_data
+from tfrs_app.distribute import make_strategy
 from tfrs_app.evaluation.metrics import classification_metrics
 from tfrs_app.io import atomic_write_dir, atomic_write_json, atomic_write_parquet
 from tfrs_app.ranking.examples import RankingExamples, dataset, position_buckets, ranking_examples
@@ -63,9 +64,15 @@ def split_examples(cfg: Config, data: RunData, name: str) -> RankingExamples:
 
 def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict:
     """Trains, predicts on val/test (deterministic and MC), evaluates; returns the metrics dict."""
+    strategy = make_strategy(cfg.strategy)  # first: multi-worker collectives must be set up before any op runs
     run_dir = Path(cfg.run_dir)
     stage = run_dir / "ranker"
     stage.mkdir(parents=True, exist_ok=True)
+    if not (stage / "backup").exists():  # a fresh run (not a resume): results of an older model must not survive
+        for stale in ("thresholds", "predictions", "plots"):
+            shutil.rmtree(stage / stale, ignore_errors=True)
+        for stale in ("report.json", "report.md", "metrics.json"):
+            (stage / stale).unlink(missing_ok=True)
     cfg.save(stage / "config.yaml")
     tf.keras.utils.set_random_seed(cfg.seed)
     data = prepare_data(cfg)
@@ -77,8 +84,9 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
     train = split_examples(cfg, data, "train")
     log.info("ranker: %d training examples (%d logged, %d sampled impressions) in %.1fs", len(train),
              int(train.is_logged.sum()), int((~train.is_logged).sum()), time.perf_counter() - started)
-    model = build_ranker(cfg.ranker, data.space, position_buckets(data.splits.train), cfg.seed)
-    build(model, train)
+    with strategy.scope():
+        model = build_ranker(cfg.ranker, data.space, position_buckets(data.splits.train), cfg.seed)
+        build(model, train)
     callbacks = [
         tf.keras.callbacks.BackupAndRestore(str(stage / "backup")),
         tf.keras.callbacks.TensorBoard(str(run_dir / "logs" / "ranker"), update_freq="epoch"),
@@ -93,6 +101,8 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
 
     trained = TrainedRanker(cfg, data, model)
     metrics = {"train_seconds": train_seconds, "num_train_examples": len(train),
+               "optimizer_steps": int(model.optimizer.iterations.numpy()),
+               "strategy": cfg.strategy, "replicas": int(strategy.num_replicas_in_sync),
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
     metrics.update(evaluate(trained, train))
     atomic_write_json(stage / "metrics.json", metrics)

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from tfrs_app.config import Config, load_config
 from tfrs_app.data.prepare import load_data, prepare_data
+from tfrs_app.distribute import make_strategy
 from tfrs_app.data.splits import Splits
 from tfrs_app.features.examples import as_strings, candidate_features, query_features, with_history
 from tfrs_app.features.space import FeatureSpace
@@ -63,6 +64,7 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
     ``callbacks`` are added to Keras ``fit`` (early stopping, custom logging, ...). A run that
     was interrupted resumes from its last finished epoch when called again on the same run_dir.
     """
+    strategy = make_strategy(cfg.strategy)  # first: multi-worker collectives must be set up before any op runs
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.yaml")
@@ -71,8 +73,9 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
     data = prepare_data(cfg)
     splits, catalog, space = data.splits, data.catalog, data.space
 
-    model = build_model(cfg.retrieval, space, cfg.seed)
-    build_towers(model, splits.train, space)
+    with strategy.scope():
+        model = build_model(cfg.retrieval, space, cfg.seed)
+        build_towers(model, splits.train, space)
     dataset = training_dataset(splits.train, space, cfg.retrieval.batch_size, cfg.seed)
     callbacks = [
         tf.keras.callbacks.BackupAndRestore(str(run_dir / "retrieval" / "backup")),
@@ -88,6 +91,8 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
 
     trained = TrainedRetrieval(cfg, space, model, catalog, splits)
     metrics = {"train_seconds": train_seconds, "loss": [float(v) for v in history.history["loss"]],
+               "optimizer_steps": int(model.optimizer.iterations.numpy()),
+               "strategy": cfg.strategy, "replicas": int(strategy.num_replicas_in_sync),
                "splits": splits.sizes(), "num_items": len(catalog)}
     metrics.update(evaluate(trained))
     atomic_write_json(run_dir / "retrieval" / "metrics.json", metrics)

@@ -52,6 +52,18 @@ def load_saved_model(path: str | Path):
         raise ModelLoadError(f"{version}: cannot load SavedModel ({type(error).__name__}: {str(error)[:300]})") from error
 
 
+def _seconds(value) -> int:
+    """A whole number of Unix seconds that fits int64, or ValueError naming the field."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)):
+        raise ValueError(f"timestamp: expected whole Unix seconds, got {value!r}")
+    if isinstance(value, (float, np.floating)) and not float(value).is_integer():
+        raise ValueError(f"timestamp: expected whole Unix seconds, got {value!r}")
+    seconds = int(value)
+    if not -(2 ** 63) <= seconds < 2 ** 63:
+        raise ValueError(f"timestamp: {value!r} does not fit in int64 seconds")
+    return seconds
+
+
 def query_request(user_ids: list[str], timestamps: list[int], histories: list[list[str]],
                   user_features: Mapping[str, list[str]] | None = None) -> dict:
     """Builds signature inputs from Python lists: pads histories with "" to one length.
@@ -65,12 +77,7 @@ def query_request(user_ids: list[str], timestamps: list[int], histories: list[li
     for name, values in (("timestamp", timestamps), ("history", histories), *(user_features or {}).items()):
         if len(values) != n:
             raise ValueError(f"{name}: expected {n} values (one per user), got {len(values)}")
-    try:
-        stamps = np.array([int(t) if float(t) == int(t) else float("nan") for t in timestamps], dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"timestamp: expected whole Unix seconds, got {list(timestamps)!r}") from error
-    if np.isnan(stamps).any():
-        raise ValueError(f"timestamp: expected whole Unix seconds, got {list(timestamps)!r}")
+    stamps = np.array([_seconds(t) for t in timestamps], dtype=np.int64)
     for row, history in enumerate(histories):
         if isinstance(history, (str, bytes)) or not all(isinstance(h, str) for h in history):
             raise ValueError(f"history[{row}]: expected a list of item id strings, got {history!r}")
@@ -78,7 +85,7 @@ def query_request(user_ids: list[str], timestamps: list[int], histories: list[li
     padded = np.array([list(h) + [""] * (width - len(h)) for h in histories], dtype=object).astype(str)
     request = {
         "user_id": tf.constant(np.array(user_ids, dtype=object).astype(str)),
-        "timestamp": tf.constant(stamps.astype(np.int64)),
+        "timestamp": tf.constant(stamps),
         "history": tf.constant(padded.reshape(n, width)),
     }
     for name, values in (user_features or {}).items():

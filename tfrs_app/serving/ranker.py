@@ -32,6 +32,12 @@ from tfrs_app.serving.export import query_specs
 CANDIDATE_INPUTS = ("item_id", "item_title", "item_genres")
 
 
+def decide(mean: tf.Tensor, std: tf.Tensor, edges: tf.Tensor, thresholds: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(bucket, decision) of ThresholdTable.decide in graph ops; any shape, float32 edges [E]."""
+    bucket = tf.reduce_sum(tf.cast(std[..., None] >= edges, tf.int64), axis=-1)
+    return bucket, mean >= tf.gather(thresholds, bucket)
+
+
 class RankerServer(tf.Module):
     def __init__(self, model: MultiHeadRanker, tables: Mapping[str, ThresholdTable], user_features: Sequence[str],
                  num_samples: int, seed: int = 0):
@@ -58,11 +64,11 @@ class RankerServer(tf.Module):
         out = {}
         for head, logits in mc_logits(self.model, features, self.num_samples, self.seed).items():
             mean, std = summarize(logits)
-            bucket = tf.reduce_sum(tf.cast(std[:, None] >= self.edges[head][None, :], tf.int64), axis=1)
+            bucket, decision = decide(mean, std, self.edges[head], self.thresholds[head])
             out[f"{head}_mean"] = mean
             out[f"{head}_std"] = std
             out[f"{head}_bucket"] = bucket
-            out[f"{head}_decision"] = mean >= tf.gather(self.thresholds[head], bucket)
+            out[f"{head}_decision"] = decision
         return out
 
     def signatures(self) -> dict:

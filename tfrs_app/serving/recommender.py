@@ -16,7 +16,8 @@ per row b:
                                     every retrieved item with what happened to it: recommended,
                                     seen (in the request's history), responsibility (gated
                                     out), not_selected (ranked, not in the top-N after MMR),
-                                    beyond_k (not among the K unseen items that were ranked)
+                                    beyond_k (not among the K unseen items that were ranked),
+                                    unavailable (an empty slot an approximate index returned)
 
 Steps, all in the graph:
 
@@ -51,9 +52,10 @@ from tfrs_app.decision.thresholds import ThresholdTable
 from tfrs_app.ranking.model import MultiHeadRanker
 from tfrs_app.ranking.uncertainty import mc_logits, summarize
 from tfrs_app.serving.export import query_specs
+from tfrs_app.serving.ranker import decide
 
 PATHS = ("personalized", "known_user_no_history", "unknown_user_with_history", "cold_start")
-STATUSES = ("recommended", "seen", "responsibility", "not_selected", "beyond_k")
+STATUSES = ("recommended", "seen", "responsibility", "not_selected", "beyond_k", "unavailable")
 
 
 @dataclass(frozen=True)
@@ -70,19 +72,13 @@ class Blend:
 @dataclass(frozen=True)
 class Catalog:
     """Row i of every array is one item: ids, titles, genres [N] str; embeddings [N, D] float32
-    (the retrieval candidate tower's, L2-normalised); counts [N] training events."""
+    (the retrieval candidate tower's; normalised here, MMR needs cosines); counts [N] training events."""
 
     ids: np.ndarray
     titles: np.ndarray
     genres: np.ndarray
     embeddings: np.ndarray
     counts: np.ndarray = field(default=None)
-
-
-def decide(mean: tf.Tensor, std: tf.Tensor, edges: tf.Tensor, thresholds: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(bucket, decision) of ThresholdTable.decide in graph ops; any shape, float32 edges [E]."""
-    bucket = tf.reduce_sum(tf.cast(std[..., None] >= edges, tf.int64), axis=-1)
-    return bucket, mean >= tf.gather(thresholds, bucket)
 
 
 class RecommenderServer(tf.Module):
@@ -111,12 +107,13 @@ class RecommenderServer(tf.Module):
         self.ids = tf.constant(catalog.ids.astype(str))
         self.titles = tf.constant(catalog.titles.astype(str))
         self.genres = tf.constant(catalog.genres.astype(str))
-        self.embeddings = tf.constant(catalog.embeddings, tf.float32)
+        norms = np.linalg.norm(catalog.embeddings, axis=1, keepdims=True)
+        self.embeddings = tf.constant(catalog.embeddings / np.maximum(norms, 1e-12), tf.float32)
         counts = np.zeros(n) if catalog.counts is None else np.asarray(catalog.counts, np.float64)
         self.popularity = tf.constant((np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)).astype(np.float32))
         self.edges = {h: tf.constant(tables[h].edges, tf.float32, shape=[len(tables[h].edges)]) for h in HEADS}
         self.thresholds = {h: tf.constant(tables[h].thresholds, tf.float32) for h in HEADS}
-        self.input_specs = query_specs(user_features)
+        self.input_specs = query_specs(sorted(set(user_features) | set(ranker_user_features)))
         self.serve = tf.function(self._serve)
 
     def signatures(self) -> dict:
@@ -127,10 +124,16 @@ class RecommenderServer(tf.Module):
         batch = tf.shape(history)[0]
         query_inputs = dict(features, history=history[:, : self.history_length])
         query = self.query_tower(query_inputs, training=False)
-        _, rows = self.index(query, k=self.retrieve)  # [B, R] catalog rows
-        rows = tf.ensure_shape(tf.cast(rows, tf.int64), [None, self.retrieve])  # ScaNN's op has no static shape
-        retrieved = tf.gather(self.ids, rows)
+        scores, rows = self.index(query, k=self.retrieve)  # [B, <=R] catalog rows
+        # ScaNN may return fewer than R columns, or pad a row with NaN scores (and row 0): pad to R
+        # and treat non-finite slots as unavailable, never as an item.
+        missing = self.retrieve - tf.shape(rows)[1]
+        rows = tf.ensure_shape(tf.pad(tf.cast(rows, tf.int64), [[0, 0], [0, missing]]), [None, self.retrieve])
+        scores = tf.pad(tf.cast(scores, tf.float32), [[0, 0], [0, missing]], constant_values=np.nan)
+        available = tf.ensure_shape(tf.math.is_finite(scores), [None, self.retrieve])
+        retrieved = tf.where(available, tf.gather(self.ids, rows), "")
         seen = tf.reduce_any((retrieved[:, :, None] == history[:, None, :]) & (history[:, None, :] != ""), axis=2)
+        seen |= ~available
 
         # the first K unseen, in retrieval order
         positions = tf.range(self.retrieve, dtype=tf.int64)
@@ -192,7 +195,7 @@ class RecommenderServer(tf.Module):
         picked = tf.reduce_any(tf.one_hot(picks, k, on_value=True, off_value=False) & ok[:, :, None], axis=1)
         status_k = tf.where(~heads["responsibility"]["decision"], "responsibility",
                             tf.where(picked, "recommended", "not_selected"))
-        status = tf.where(seen, "seen", "beyond_k")
+        status = tf.where(~available, "unavailable", tf.where(seen, "seen", "beyond_k"))
         rows_b = tf.repeat(tf.range(batch, dtype=tf.int64)[:, None], k, axis=1)
         where = tf.boolean_mask(tf.stack([rows_b, slot], axis=-1), valid)
         out["candidate_status"] = tf.tensor_scatter_nd_update(status, where, tf.boolean_mask(status_k, valid))
