@@ -157,7 +157,15 @@ def test_position_bias_is_trained_but_never_served(tiny):
     events = splits.train.copy()
     events["position"] = np.arange(len(events)) % 5
     examples = ranking_examples(events, events.iloc[:0], catalog, space, per_positive=1, seed=1, use_position=True)
-    assert (examples.features["position"][len(events):] == -1).all()  # sampled impressions: unknown slot
+    n = len(events)
+    rows = np.flatnonzero(~examples.is_logged)
+    # a sampled impression takes the slot of the event it was drawn beside: a sentinel would leak the label
+    slots: dict = {}
+    for u, t, p in zip(events["user_id"], events["timestamp"], events["position"]):
+        slots.setdefault((u, t), set()).add(p)
+    f = examples.features
+    assert all(f["position"][r] in slots[(f["user_id"][r], f["timestamp"][r])] for r in rows)
+    assert set(f["position"][n:]) == set(range(5))
     assert "position" not in examples.model_features()
     model = build_ranker(RankerConfig(embedding_dim=8, feature_dim=8, trunk_layers=(16,)), space, position_buckets=5)
     build(model, examples)
