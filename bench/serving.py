@@ -110,7 +110,8 @@ def git_state() -> dict:
             h.update(path.read_bytes())
     dirty = bool(diff or untracked)
     return {"state": head + (f"-dirty-{h.hexdigest()[:12]}" if dirty else ""), "head": head,
-            "modified": [line.split(maxsplit=1)[-1] for line in git("diff", "HEAD", "--name-status").decode().splitlines()],
+            "modified": [line.split(maxsplit=1)[-1]
+                         for line in git("diff", "HEAD", "--name-status").decode().splitlines()],
             "untracked": untracked}
 
 
@@ -118,8 +119,9 @@ def machine() -> dict:
     return {"cpu_count": os.cpu_count(), "sched_affinity": len(os.sched_getaffinity(0)),
             "platform": platform.platform(), "python": platform.python_version(), "tensorflow": tf.__version__,
             "tensorflow_recommenders": md.version("tensorflow-recommenders"), "scann": md.version("scann"),
-            "numpy": np.__version__, "loadavg_start": list(os.getloadavg()),
-            "loadavg_note": "1/5/15-min load averages: other processes share these cores",
+            "numpy": np.__version__,
+            "loadavg_note": "1/5/15-min load averages at start (before training) and end: other processes "
+                            "share these cores",
             "tf_intra_op_parallelism_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "tf_inter_op_parallelism_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "tf_threads_note": "0 = TensorFlow's default (one per core)",
@@ -367,6 +369,7 @@ def bench_size(n: int, m: dict, singles: list, batch_req: dict, args, tmp: Path)
     quality = {f"scann_recall@{retrieve}_vs_exact": recall_against_exact(got["scann"], got["stock"]),
                "top_n_overlap_scann_vs_stock": float(np.mean(overlap)),
                "num_results_mean": {v: float(out[v]["num_results"].numpy().mean()) for v in VARIANTS},
+               "users_with_no_results": {v: int((out[v]["num_results"].numpy() == 0).sum()) for v in VARIANTS},
                "candidate_status_mean": {v: status_counts(out[v]) for v in VARIANTS},
                "synthetic_share_of_top_n": {v: float(np.char.startswith(top[v][top[v] != b""].astype(str), "x").mean())
                                             for v in VARIANTS}}
@@ -377,6 +380,7 @@ def bench_size(n: int, m: dict, singles: list, batch_req: dict, args, tmp: Path)
         variants[v] = {"e2e": e2e, "e2e_batch": bat, "retrieval": ret, "retrieval_batch": retb,
                        "index_build_s": build[v],
                        "retrieval_share_of_e2e_p50": ret["p50_ms"] / e2e["p50_ms"],
+                       "e2e_minus_retrieval_p50_ms": e2e["p50_ms"] - ret["p50_ms"],
                        "retrieval_share_of_batch_mean": retb["mean_ms"] / bat["mean_ms"]}
         if f"saved_{v}" in stats:
             variants[v]["saved_model"] = {"single": stats[f"saved_{v}"], "batch": stats[f"saved_batch_{v}"],
@@ -404,15 +408,16 @@ def bench_size(n: int, m: dict, singles: list, batch_req: dict, args, tmp: Path)
 
 def table(sizes: list, batch: int) -> str:
     lines = [f"| N | variant | e2e p50 ms | e2e p99 ms | e2e mean ms | reps | QPS @{batch} | retrieval-only p50 ms "
-             f"| retrieval share of p50 | retrieval-only QPS @{batch} |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"| retrieval share of p50 | rest (ranking...) p50 ms | retrieval-only QPS @{batch} |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sizes:
         for v in VARIANTS:
             x = r["variants"][v]
             e = x["e2e"]
             lines.append(f"| {r['num_items']:,} | {v} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['mean_ms']:.2f} "
                          f"| {e['reps']} | {x['e2e_batch']['qps']:,.0f} | {x['retrieval']['p50_ms']:.2f} "
-                         f"| {x['retrieval_share_of_e2e_p50']:.0%} | {x['retrieval_batch']['qps']:,.0f} |")
+                         f"| {x['retrieval_share_of_e2e_p50']:.0%} | {x['e2e_minus_retrieval_p50_ms']:.2f} "
+                         f"| {x['retrieval_batch']['qps']:,.0f} |")
     return "\n".join(lines)
 
 
@@ -470,6 +475,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench/results/serving.json"))
     args = ap.parse_args(argv)
     started = time.perf_counter()
+    git_start, load_start = git_state(), list(os.getloadavg())  # before training: what is measured, and the load
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_serving_"))
     run_dir, info = prepare(args, tmp)
@@ -482,7 +488,8 @@ def main(argv=None) -> int:
           f"(history {desc['history_items_mean']:.1f} items), batch {args.batch}", flush=True)
     result = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(), "command": " ".join([Path(sys.executable).name] + sys.argv), "git": git_state(),
+        "machine": {**machine(), "loadavg_start": load_start},
+        "command": " ".join([Path(sys.executable).name] + sys.argv), "git": git_start,
         "args": vars(args), "model": info, "requests": desc,
         "catalog": {"real_items": int(len(m["ids"])), "synthetic_ids": "x{row}", "noise_std": args.noise,
                     "synthetic_counts": "Poisson(2)",
@@ -499,6 +506,9 @@ def main(argv=None) -> int:
         atomic_write_json(args.out, result)  # partial results survive a crash at a later size
     result["complete"] = True
     result["machine"]["loadavg_end"] = list(os.getloadavg())
+    git_end = git_state()
+    if git_end["state"] != git_start["state"]:  # the package changed on disk during the run
+        result["git_end"] = git_end
     result["wall_seconds"] = time.perf_counter() - started
     atomic_write_json(args.out, result)
     print("\n" + table(result["sizes"], args.batch) + "\n")
@@ -510,7 +520,9 @@ def main(argv=None) -> int:
         q = r["quality"]
         print(f"N={r['num_items']:,}: per request (stock) " + ", ".join(
             f"{k} {v:.1f}" for k, v in q["candidate_status_mean"]["stock"].items()) +
-            f"; synthetic share of top-{r['top_n']} stock {q['synthetic_share_of_top_n']['stock']:.0%}")
+            f"; synthetic share of top-{r['top_n']} stock {q['synthetic_share_of_top_n']['stock']:.0%}; users with no "
+            f"results (of {args.batch}) stock {q['users_with_no_results']['stock']}, "
+            f"scann {q['users_with_no_results']['scann']}")
     print(f"cpu_count {os.cpu_count()}, tf intra/inter threads {result['machine']['tf_intra_op_parallelism_threads']}/"
           f"{result['machine']['tf_inter_op_parallelism_threads']} (0 = default)")
     print(f"\nwrote {args.out} ({result['wall_seconds']:.0f}s)")

@@ -306,3 +306,14 @@ def test_cli_recommend_and_inspect(recommender, capsys):
     assert "recommender_scann" in shown and "needs ScaNN ops" in shown and "signature serving_default" in shown
     assert main(["recommend", "--model", "/nonexistent", "--user", "x"]) == 2
     assert "no such SavedModel" in capsys.readouterr().err
+
+
+def test_in_process_scann_recommender_serves_a_batch(recommender, users):
+    """ScaNN's op has no static shape; a batch must still trace (and drop seen items)."""
+    from tfrs_app.stages import recommender_server
+
+    server = recommender_server(recommender[0], scann=True)
+    out = numpy(server.serve(request(users)))
+    assert (out["num_results"] == 10).all()
+    for row, history in enumerate(users["history"]):
+        assert not {i.decode() for i in out["item_ids"][row]} & set(history)

@@ -128,9 +128,10 @@ class RecommenderServer(tf.Module):
         # ScaNN may return fewer than R columns, or pad a row with NaN scores (and row 0): pad to R
         # and treat non-finite slots as unavailable, never as an item.
         missing = self.retrieve - tf.shape(rows)[1]
-        rows = tf.ensure_shape(tf.pad(tf.cast(rows, tf.int64), [[0, 0], [0, missing]]), [None, self.retrieve])
+        shape = [history.shape[0], self.retrieve]  # the batch size as the request states it (None in a signature)
+        rows = tf.ensure_shape(tf.pad(tf.cast(rows, tf.int64), [[0, 0], [0, missing]]), shape)
         scores = tf.pad(tf.cast(scores, tf.float32), [[0, 0], [0, missing]], constant_values=np.nan)
-        available = tf.ensure_shape(tf.math.is_finite(scores), [None, self.retrieve])
+        available = tf.ensure_shape(tf.math.is_finite(scores), shape)
         retrieved = tf.where(available, tf.gather(self.ids, rows), "")
         seen = tf.reduce_any((retrieved[:, :, None] == history[:, None, :]) & (history[:, None, :] != ""), axis=2)
         seen |= ~available
