@@ -22,8 +22,9 @@ Datasets:
   planted unsafe items for responsibility);
 - ``movielens``: ml-latest-small via ``pipelines/configs/movielens.yaml`` (offline: ``--manual-dir``
   holds the zip). satisfaction = rating >= 4, responsibility = rating > 1, whose base rate is ~0.95,
-  so its decision target is 0.98 (passed here explicitly as well as set in the YAML: a target below
-  the base rate is met by selecting everything). Note that the report targets 0.8 and 0.9 lie below
+  so its decision target here is 0.98, passed explicitly (the YAML's 0.97 suits the demo's gate;
+  0.98 is the stricter test of the policies; a target below the base rate is met by selecting
+  everything). Note that the report targets 0.8 and 0.9 lie below
   the responsibility base rate on both datasets (~0.91 synthetic), so those rows are trivial.
 
 Printed: one Markdown table per dataset and head (``--print-heads``, default satisfaction and
