@@ -35,15 +35,14 @@ import argparse
 import datetime as dt
 import gc
 import importlib.metadata as md
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tfrs_app  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfrs_app.io import atomic_write_json  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -155,20 +154,6 @@ def bench_size(n: int, a) -> dict:
     }
 
 
-def write_json_atomic(path: str, obj: dict) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".index.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2), f.flush(), os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def table(rows: list, k: int) -> str:
     out = [f"| N | build s ScaNN / brute | recall@{k} | p50 ms ScaNN / brute | speedup | QPS ScaNN / brute | QPS ratio |",
            "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -206,9 +191,9 @@ def main(argv=None) -> None:
     }
     for n in a.sizes:
         result["sizes"].append(bench_size(n, a))
-        write_json_atomic(a.out, result)  # partial results survive a crash at a later size
+        atomic_write_json(a.out, result)  # partial results survive a crash at a later size
     result["complete"] = True
-    write_json_atomic(a.out, result)
+    atomic_write_json(a.out, result)
     print("\n" + table(result["sizes"], a.k) + "\n")
     for r in result["sizes"]:
         print(f"N={r['num_candidates']:,} sweep: " + ", ".join(

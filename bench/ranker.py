@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import importlib.metadata as md
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +43,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _shared import git_state  # noqa: E402
+
 import tfrs_app  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -58,23 +58,6 @@ from tfrs_app.serving.ranker import CANDIDATE_INPUTS  # noqa: E402
 from tfrs_app.stages import export_ranker  # noqa: E402
 
 AIM_T, AIM_RATIO = 30, 1.5
-
-
-def git_state() -> str:
-    """HEAD, plus '-dirty-<sha1 of git diff HEAD>' when tracked files differ (read-only git commands):
-    the package is edited concurrently, and its working-tree state is part of what is measured."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        diff = subprocess.run(["git", "diff", "HEAD"], cwd=ROOT, capture_output=True).stdout
-        return head + (f"-dirty-{hashlib.sha1(diff).hexdigest()[:12]}" if diff else "")
-    except OSError:
-        return "unknown"
-
-
-def write_result(path, result: dict) -> None:
-    """atomic_write_json, then world-readable (it creates files 0600, through mkstemp)."""
-    atomic_write_json(path, result)
-    os.chmod(path, 0o644)
 
 
 def has_trained_ranker(run_dir: Path) -> bool:
@@ -290,7 +273,7 @@ def main(argv=None) -> int:
                     "tf_threads_note": "0 = TensorFlow's default (one per core)",
                     "visible_gpus": len(tf.config.list_physical_devices("GPU"))},
         "command": " ".join([Path(sys.executable).name] + sys.argv),
-        "git": git_state(), "args": vars(args), "model": info, "request": desc,
+        "git": git_state()["state"], "args": vars(args), "model": info, "request": desc,
         "tracing_counts": traces,
         "latency": stats,
         "saved_model_ratio_p50_uncertainty_vs_serving_default": saved_ratio,
@@ -301,7 +284,7 @@ def main(argv=None) -> int:
     if retraced:
         print(f"warning: retraced during timing: {retraced}", flush=True)
     result["wall_seconds"] = time.perf_counter() - started
-    write_result(args.out, result)
+    atomic_write_json(args.out, result)
     print("\n" + table(result, "main") + "\n")
     print("diagnostics (noise_T: head_noise alone):\n")
     print(table(result, "diagnostic") + "\n")

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +40,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _shared import git_state  # noqa: E402
+
 import tfrs_app  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfrs_app.io import atomic_write_json  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfrs_app.config import load_config  # noqa: E402
@@ -104,26 +105,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def git_state() -> str:
-    """HEAD plus '-dirty' when tracked files differ (package defaults are part of what is measured)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
-        return head + ("-dirty" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-    os.replace(tmp, path)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manual-dir", default=str(ROOT.parent / "shared/data/ml-latest-small"))
@@ -143,11 +124,11 @@ def main() -> int:
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version(), "tensorflow": tf.__version__},
               "command": " ".join([Path(sys.executable).name] + sys.argv),
-              "git": git_state(), "args": vars(args), "run_root": tmp, "protocols": {}}
+              "git": git_state()["state"], "args": vars(args), "run_root": tmp, "protocols": {}}
     for protocol in args.protocols:
         report["protocols"][protocol] = bench_protocol(protocol, args, tmp)
     report["wall_seconds"] = time.perf_counter() - started
-    write_json_atomic(Path(args.out), report)
+    atomic_write_json(Path(args.out), report)
     print(markdown(report))
     print(f"\nwrote {args.out} ({report['wall_seconds']:.0f}s)")
     return 0

@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +47,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _shared import git_state  # noqa: E402
+
 import tfrs_app  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -63,23 +63,6 @@ DATASETS = {
     "movielens": (ROOT / "pipelines/configs/movielens.yaml", ["ranker.decision_targets.responsibility=0.98"]),
 }
 POLICIES = ("global", "isotonic", "dp", "mist", "placebo")
-
-
-def git_state() -> str:
-    """HEAD, plus '-dirty-<sha1 of git diff HEAD>' when tracked files differ (read-only git commands):
-    the package is edited concurrently, and its working-tree state is part of what is measured."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        diff = subprocess.run(["git", "diff", "HEAD"], cwd=ROOT, capture_output=True).stdout
-        return head + (f"-dirty-{hashlib.sha1(diff).hexdigest()[:12]}" if diff else "")
-    except OSError:
-        return "unknown"
-
-
-def write_result(path, result: dict) -> None:
-    """atomic_write_json, then world-readable (it creates files 0600, through mkstemp)."""
-    atomic_write_json(path, result)
-    os.chmod(path, 0o644)
 
 
 def config(name: str, args, run_root: Path):
@@ -217,13 +200,13 @@ def main() -> int:
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version(), "tensorflow": tf.__version__},
               "command": " ".join([Path(sys.executable).name] + sys.argv),
-              "git": git_state(), "args": vars(args), "run_root": str(run_root), "complete": False, "datasets": {}}
+              "git": git_state()["state"], "args": vars(args), "run_root": str(run_root), "complete": False, "datasets": {}}
     for name in datasets:
         report["datasets"][name] = bench_dataset(name, args, run_root)
-        write_result(args.out, report)  # partial results survive a crash in a later dataset
+        atomic_write_json(args.out, report)  # partial results survive a crash in a later dataset
     report["complete"] = True
     report["wall_seconds"] = time.perf_counter() - started
-    write_result(args.out, report)
+    atomic_write_json(args.out, report)
 
     print("\n" + auc_table(report))
     for name, result in report["datasets"].items():
