@@ -34,3 +34,49 @@ def git_state() -> dict:
             "modified": [line.split(maxsplit=1)[-1]
                          for line in git("diff", "HEAD", "--name-status").decode().splitlines()],
             "untracked": untracked}
+
+
+def fetch(outputs) -> None:
+    """Forces every output tensor to host memory (a timed call ends when its results are usable)."""
+    import tensorflow as tf
+
+    for t in tf.nest.flatten(outputs):
+        t.numpy()
+
+
+def warm_up(calls: dict, warmup: int, indent: str = "  ") -> dict:
+    """Calls each ``calls[name](rep)`` once (tracing) and ``warmup`` more times; returns the warm
+    seconds per call, from which each variant's repetition count is sized."""
+    import time
+
+    estimate = {}
+    for name, call in calls.items():
+        started = time.perf_counter()
+        fetch(call(0))
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        for r in range(warmup):
+            fetch(call(r))
+        estimate[name] = (time.perf_counter() - started) / max(1, warmup)
+        print(f"{indent}{name}: first call {1000 * first:.0f} ms, warm ~{1000 * estimate[name]:.2f} ms", flush=True)
+    return estimate
+
+
+def round_robin(calls: dict, reps: dict, seed: int) -> dict:
+    """{name: [ms per call]}: every round calls each variant once, in a shuffled order, so load
+    changes on a shared machine hit all variants alike; variant ``name`` runs ``reps[name]`` rounds."""
+    import time
+
+    import numpy as np
+
+    times: dict = {name: [] for name in calls}
+    rng = np.random.default_rng(seed)
+    names = list(calls)
+    for r in range(max(reps.values())):
+        for i in rng.permutation(len(names)):
+            name = names[i]
+            if r < reps[name]:
+                started = time.perf_counter()
+                fetch(calls[name](r))
+                times[name].append(1000 * (time.perf_counter() - started))
+    return times

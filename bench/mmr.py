@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 import tfrs_app  # noqa: F401
 import tensorflow as tf
@@ -24,7 +23,7 @@ from tfrs_app.io import atomic_write_json
 from tfrs_app.retrieval.train import load_trained
 from tfrs_app.serving.load import query_request
 from tfrs_app.serving.recommender import RecommenderServer
-from tfrs_app.stages import candidate_embeddings, recommender_server
+from tfrs_app.stages import candidate_embeddings, held_out_users, recommender_server
 
 
 def intra_list_diversity(rows: np.ndarray, vectors: dict) -> float:
@@ -49,15 +48,8 @@ def main() -> None:
     embeddings, ids = candidate_embeddings(trained)
     vectors = dict(zip(ids, embeddings))
     genres = dict(zip(trained.catalog["item_id"], trained.catalog["item_genres"]))
-    splits = trained.splits
-    known = pd.concat([splits.train, splits.val], ignore_index=True)
-    users = splits.test.drop_duplicates("user_id")
-    users = users[users["user_id"].isin(known["user_id"])].head(args.users)
-    seen = known.groupby("user_id")["item_id"].apply(lambda s: list(s)[::-1])
-    features = {name: list(users[name]) for name in trained.model.query_tower.user_feature_names}
-    request = query_request(list(users["user_id"]), [int(t) for t in users["timestamp"]],
-                            [seen[u] for u in users["user_id"]], features)
-    later = splits.test.groupby("user_id")["item_id"].apply(set)
+    users = held_out_users(trained, args.users)
+    request = query_request(users.user_ids, users.timestamps, users.histories, users.features)
     rows = []
     for lam in args.lambdas:
         variant = RecommenderServer.__new__(RecommenderServer)
@@ -71,12 +63,12 @@ def main() -> None:
             "mean_blended_score": float(out["score"][out["item_ids"] != b""].mean()),
             "distinct_genres": float(np.mean([len({g for i in row if i for g in genres[i.decode()].split("|")})
                                               for row in out["item_ids"]])),
-            "test_hits_per_list": float(np.mean([sum(i.decode() in later.get(u, set()) for i in row)
-                                                 for u, row in zip(users["user_id"], out["item_ids"])])),
+            "test_hits_per_list": float(np.mean([sum(i.decode() in later for i in row)
+                                                 for later, row in zip(users.test_items, out["item_ids"])])),
             "gated_per_request": float((out["candidate_status"] == b"responsibility").sum(axis=1).mean()),
             "seen_per_request": float((out["candidate_status"] == b"seen").sum(axis=1).mean()),
         })
-    atomic_write_json(args.out, {"run_dir": args.run_dir, "users": int(len(users)), "rows": rows,
+    atomic_write_json(args.out, {"run_dir": args.run_dir, "users": len(users.user_ids), "rows": rows,
                                  "seconds": time.perf_counter() - started})
     print("| mmr_lambda | intra-list diversity | mean blended score | distinct genres | test hits per list |")
     print("|---:|---:|---:|---:|---:|")

@@ -43,7 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from _shared import git_state  # noqa: E402
+from _shared import git_state, round_robin, warm_up  # noqa: E402
 
 import tfrs_app  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np  # noqa: E402
@@ -151,37 +151,12 @@ def variants(model, saved, request: dict, mc_samples, naive_samples, seed: int, 
     return out
 
 
-def fetch(outputs) -> None:
-    for t in tf.nest.flatten(outputs):
-        t.numpy()
-
-
 def measure(fns: dict, args) -> tuple[dict, dict]:
     """Round-robin timing; returns ({name: stats}, {name: trace count})."""
-    estimate = {}
-    for name, v in fns.items():
-        call = v["call"]
-        started = time.perf_counter()
-        fetch(call())  # traces the tf.function
-        first = time.perf_counter() - started
-        started = time.perf_counter()
-        for _ in range(args.warmup):
-            fetch(call())
-        estimate[name] = (time.perf_counter() - started) / max(1, args.warmup)
-        print(f"  {name}: first call {1000 * first:.0f} ms, warm ~{1000 * estimate[name]:.2f} ms", flush=True)
+    calls = {name: (lambda r, call=v["call"]: call()) for name, v in fns.items()}
+    estimate = warm_up(calls, args.warmup)
     reps = {name: max(args.min_reps, min(args.reps, int(args.budget / max(est, 1e-9)))) for name, est in estimate.items()}
-    times: dict = {name: [] for name in fns}
-    rng = np.random.default_rng(args.seed)
-    names = list(fns)
-    for r in range(max(reps.values())):
-        for i in rng.permutation(len(names)):
-            name = names[i]
-            if r >= reps[name]:
-                continue
-            call = fns[name]["call"]
-            started = time.perf_counter()
-            fetch(call())
-            times[name].append(1000 * (time.perf_counter() - started))
+    times = round_robin(calls, reps, args.seed)
     stats = {}
     for name, ms in times.items():
         ms = np.asarray(ms)

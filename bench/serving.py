@@ -69,7 +69,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from _shared import git_state  # noqa: E402
+from _shared import git_state, round_robin, warm_up  # noqa: E402
 
 import tfrs_app  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np  # noqa: E402
@@ -203,38 +203,14 @@ def user_pool(m: dict, size: int, batch: int) -> tuple[list[dict], dict, dict]:
 
 # ---------------------------------------------------------------------------------------------- timing
 
-def fetch(outputs) -> None:
-    for t in tf.nest.flatten(outputs):
-        t.numpy()
-
-
 def measure(fns: dict, args) -> dict:
     """Round-robin timing of {name: {"call": f(rep), "batch": bool}}; returns {name: stats}."""
-    estimate = {}
-    for name, v in fns.items():
-        started = time.perf_counter()
-        fetch(v["call"](0))  # traces
-        first = time.perf_counter() - started
-        started = time.perf_counter()
-        for r in range(args.warmup):
-            fetch(v["call"](r))
-        estimate[name] = (time.perf_counter() - started) / max(1, args.warmup)
-        print(f"    {name}: first call {1000 * first:.0f} ms, warm ~{1000 * estimate[name]:.2f} ms", flush=True)
+    calls = {name: v["call"] for name, v in fns.items()}
+    estimate = warm_up(calls, args.warmup, indent="    ")
     reps = {name: max(args.min_reps, min(args.batch_reps if v["batch"] else args.reps,
                                          int(args.budget / max(estimate[name], 1e-9)))) for name, v in fns.items()}
     traces = {name: v["traces"]() for name, v in fns.items() if v.get("traces")}
-    times: dict = {name: [] for name in fns}
-    rng = np.random.default_rng(args.seed)
-    names = list(fns)
-    for r in range(max(reps.values())):
-        for i in rng.permutation(len(names)):
-            name = names[i]
-            if r >= reps[name]:
-                continue
-            call = fns[name]["call"]
-            started = time.perf_counter()
-            fetch(call(r))
-            times[name].append(1000 * (time.perf_counter() - started))
+    times = round_robin(calls, reps, args.seed)
     stats = {}
     for name, ms in times.items():
         ms = np.asarray(ms)

@@ -27,7 +27,9 @@ from typing import Optional, Sequence
 
 from tfrs_app.config import ConfigError, load_config
 from tfrs_app.data.schema import SchemaError
+from tfrs_app.distribute import STRATEGIES
 from tfrs_app.serving.errors import ModelLoadError
+from tfrs_app.tuning import TUNERS
 
 log = logging.getLogger("tfrs_app")
 
@@ -52,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="YAML config (see pipelines/configs/)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
         p.add_argument("--run-dir", help="run directory (default: the config's run_dir)")
-        p.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
+        p.add_argument("--strategy", choices=STRATEGIES,
                        help="tf.distribute strategy (multi_worker reads TF_CONFIG); default: the config's")
 
     p = sub.add_parser("train-retrieval", help="train and evaluate the two-tower model")
@@ -92,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="keras-tuner search on validation data; writes the best config as YAML")
     with_config(p)
     p.add_argument("--stage", choices=("retrieval", "ranker"), required=True)
-    p.add_argument("--tuner", choices=("random", "hyperband", "bayesian"), default="random")
+    p.add_argument("--tuner", choices=TUNERS, default="random")
     p.add_argument("--max-trials", type=int, default=10)
     p.add_argument("--epochs", type=int, help="epochs per trial (hyperband: the most any trial gets)")
     p.add_argument("--directory", help="search state, resumable (default: <run_dir>/tune-<stage>)")
@@ -279,22 +281,16 @@ def format_index(report: dict) -> str:
 def show_recommendations(trained, paths: dict, num_users: int = 2) -> str:
     """Final top-N for ``num_users`` test users and one unknown user, from the exported
     recommender SavedModel (exact retrieval), with how far the ScaNN exports agree."""
-    import pandas as pd
-
     from tfrs_app.serving.load import load_saved_model, query_request
     from tfrs_app.serving.recommender import Recommender, format_recommendation
+    from tfrs_app.stages import held_out_users
 
-    splits = trained.splits
-    known = pd.concat([splits.train, splits.val], ignore_index=True)
-    firsts = splits.test.drop_duplicates("user_id")
-    firsts = firsts[firsts["user_id"].isin(trained.space.user_ids)].head(num_users)  # users the model knows
-    users = list(firsts["user_id"]) + ["a-brand-new-user"]
-    times = [int(t) for t in firsts["timestamp"]] + [int(splits.test["timestamp"].max())]
-    seen = known.groupby("user_id")["item_id"].apply(lambda s: list(s)[::-1])
-    histories = [seen.get(u, []) for u in users]
-    feature_names = trained.model.query_tower.user_feature_names
-    features = {name: list(firsts[name]) + [""] for name in feature_names}
-    later = splits.test.groupby("user_id")["item_id"].apply(set)
+    held = held_out_users(trained, num_users)
+    users = held.user_ids + ["a-brand-new-user"]
+    times = held.timestamps + [int(trained.splits.test["timestamp"].max())]
+    histories = held.histories + [[]]
+    features = {name: values + [""] for name, values in held.features.items()}
+    later = held.test_items + [set()]
 
     request = query_request(users, times, [h[: trained.cfg.data.history_length] for h in histories], features)
     stock = load_saved_model(paths["retrieval"]).signatures["serving_default"](**request)["item_ids"].numpy()
@@ -304,7 +300,7 @@ def show_recommendations(trained, paths: dict, num_users: int = 2) -> str:
     out = []
     for row, user in enumerate(users):
         rec, other = final[row], final_scann[row]
-        hits = sum(item.item_id in later.get(user, set()) for item in rec.items)
+        hits = sum(item.item_id in later[row] for item in rec.items)
         out.append(f"\nretrieval top-10: ScaNN export agrees with exact on {len(set(stock[row]) & set(scann[row]))}/10; "
                    f"final list: recommender_scann agrees on "
                    f"{len({i.item_id for i in rec.items} & {i.item_id for i in other.items})}/{len(rec.items)}; "

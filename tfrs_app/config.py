@@ -302,8 +302,10 @@ class Config:
     recommender: RecommenderConfig = field(default_factory=RecommenderConfig)
 
     def validate(self) -> None:
-        if self.strategy not in ("default", "mirrored", "multi_worker"):
-            raise ConfigError(f"strategy: must be default, mirrored or multi_worker, got {self.strategy!r}")
+        from tfrs_app.distribute import STRATEGIES
+
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy: must be one of {list(STRATEGIES)}, got {self.strategy!r}")
         self.data.validate("data")
         self.retrieval.validate("retrieval")
         self.ranker.validate("ranker")

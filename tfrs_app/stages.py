@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,6 @@ import pandas as pd
 import tfrs_app  # noqa: F401
 
 from tfrs_app.config import IndexConfig, load_config
-from tfrs_app.features.examples import candidate_features
 from tfrs_app.io import atomic_write_json, read_json
 from tfrs_app.retrieval.evaluate import build_eval_set
 from tfrs_app.retrieval.index import (ScannParams, build_brute_force, build_scann, measure_index, scann_params,
@@ -34,9 +34,8 @@ log = logging.getLogger(__name__)
 
 
 def candidate_embeddings(trained: TrainedRetrieval) -> tuple[np.ndarray, np.ndarray]:
-    """([N, D] float32 embeddings, [N] item ids) of the whole catalog."""
-    return embed(trained.model.candidate_tower, candidate_features(trained.catalog)), \
-        trained.catalog["item_id"].to_numpy().astype(str)
+    """([N, D] float32 embeddings, [N] item ids) of the whole catalog (embedded once per model)."""
+    return trained.catalog_embeddings(), trained.catalog["item_id"].to_numpy().astype(str)
 
 
 def held_out_queries(trained: TrainedRetrieval, limit: int) -> np.ndarray:
@@ -48,19 +47,42 @@ def held_out_queries(trained: TrainedRetrieval, limit: int) -> np.ndarray:
     return queries[:limit]
 
 
-def example_queries(trained: TrainedRetrieval, num_users: int = 2, user_features=None) -> dict[str, np.ndarray]:
-    """Signature inputs for the first test users (as of the end of train+val): warmup requests.
-    ``user_features``: the user_<f> inputs to include (default: the query tower's)."""
-    from tfrs_app.features.examples import query_features, user_histories
+@dataclass(frozen=True)
+class HeldOutUsers:
+    """Test users as a request would see them at their first test event: the full seen list
+    (train + val, most recent first), user features, and the items they go on to meet in test."""
 
+    user_ids: list
+    timestamps: list
+    histories: list
+    features: dict  # {user_<f>: [value per user]}
+    test_items: list  # [set of item ids per user]
+
+
+def held_out_users(trained: TrainedRetrieval, limit: int, user_features: Optional[Sequence[str]] = None) -> HeldOutUsers:
+    """The first ``limit`` test users the model knows (in its user vocabulary). ``user_features``:
+    the user_<f> columns to carry (default: the query tower's)."""
     splits = trained.splits
     known = pd.concat([splits.train, splits.val], ignore_index=True)
-    firsts = splits.test.drop_duplicates("user_id").head(num_users)
-    history = user_histories(known, firsts["user_id"].to_numpy(), trained.cfg.data.history_length)
-    features = query_features(firsts, history)
-    names = ("user_id", "timestamp", "history",
-             *(trained.model.query_tower.user_feature_names if user_features is None else user_features))
-    return {name: (features[name].astype(str) if features[name].dtype == object else features[name]) for name in names}
+    firsts = splits.test.drop_duplicates("user_id")
+    firsts = firsts[firsts["user_id"].isin(trained.space.user_ids)].head(limit)
+    seen = known.groupby("user_id")["item_id"].apply(lambda items: list(items)[::-1])
+    later = splits.test.groupby("user_id")["item_id"].apply(set)
+    names = trained.model.query_tower.user_feature_names if user_features is None else user_features
+    return HeldOutUsers(list(firsts["user_id"]), [int(t) for t in firsts["timestamp"]],
+                        [seen.get(u, []) for u in firsts["user_id"]], {name: list(firsts[name]) for name in names},
+                        [later.get(u, set()) for u in firsts["user_id"]])
+
+
+def example_queries(trained: TrainedRetrieval, num_users: int = 2,
+                    user_features: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
+    """Signature inputs (numpy) for the first known test users: the exports' warmup requests."""
+    from tfrs_app.serving.load import query_request
+
+    users = held_out_users(trained, num_users, user_features)
+    histories = [h[: trained.cfg.data.history_length] for h in users.histories]
+    request = query_request(users.user_ids, users.timestamps, histories, users.features)
+    return {name: tensor.numpy() for name, tensor in request.items()}
 
 
 def build_index(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None) -> dict:

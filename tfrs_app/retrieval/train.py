@@ -19,9 +19,9 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ from tfrs_app.features.examples import as_strings, candidate_features, query_fea
 from tfrs_app.features.space import FeatureSpace
 from tfrs_app.io import atomic_write_dir, atomic_write_json
 from tfrs_app.retrieval.evaluate import build_eval_set, evaluate_model, evaluate_popularity
-from tfrs_app.retrieval.model import RetrievalModel, build_model
+from tfrs_app.retrieval.model import RetrievalModel, build_model, embed
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,14 @@ class TrainedRetrieval:
     model: RetrievalModel
     catalog: pd.DataFrame
     splits: Splits
+    _embeddings: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    def catalog_embeddings(self) -> np.ndarray:
+        """[N, D] float32 candidate-tower embeddings of the catalog's rows, computed once per
+        object: the index, both retrieval exports and both recommender exports share them."""
+        if self._embeddings is None:
+            self._embeddings = embed(self.model.candidate_tower, candidate_features(self.catalog))
+        return self._embeddings
 
     def catalog_counts(self) -> np.ndarray:
         """Training count of each catalog row (0 for items never seen in training)."""

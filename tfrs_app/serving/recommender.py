@@ -39,6 +39,7 @@ Steps, all in the graph:
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
@@ -52,6 +53,7 @@ from tfrs_app.decision.thresholds import ThresholdTable
 from tfrs_app.ranking.model import MultiHeadRanker
 from tfrs_app.ranking.uncertainty import mc_logits, summarize
 from tfrs_app.serving.export import query_specs
+from tfrs_app.serving.load import query_request
 from tfrs_app.serving.ranker import decide
 
 PATHS = ("personalized", "known_user_no_history", "unknown_user_with_history", "cold_start")
@@ -277,10 +279,7 @@ class Recommender:
     def recommend_batch(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
                         timestamps: Optional[Sequence[int]] = None,
                         user_features: Optional[Mapping[str, Sequence[str]]] = None) -> list[Recommendation]:
-        from tfrs_app.serving.load import query_request
-
-        import time as _time
-        timestamps = list(timestamps) if timestamps is not None else [int(_time.time())] * len(user_ids)
+        timestamps = list(timestamps) if timestamps is not None else [int(time.time())] * len(user_ids)
         features = {name: list((user_features or {}).get(name, [""] * len(user_ids))) for name in self.user_features}
         unknown = sorted(set(user_features or {}) - set(self.user_features))
         if unknown:
