@@ -1,31 +1,30 @@
-"""Benchmark: retrieval quality of our two-tower model on MovieLens latest-small, against two baselines.
+"""Benchmark: retrieval quality over three protocols and two datasets, ours against strong baselines.
 
-Per split protocol it trains and evaluates, each run in its own temporary run_dir:
+Datasets: ``movielens`` (ml-latest-small through the real tfds loader, offline from
+``--manual-dir``; config ``pipelines/configs/movielens.yaml``) and ``synthetic`` (the embedded
+default of ``make demo``, ``pipelines/configs/demo.yaml``).
 
-- ``popularity``: most-popular-in-training first (computed inside every run; reported from ``ours``);
-- ``tutorial``: ``pipelines/configs/tfrs_tutorial.yaml``, the TFRS basic-retrieval tutorial's model
-  (id-only 32-dim towers, no logQ, Adagrad 0.1, batch 8192, its own 3 epochs);
-- ``ours``: ``pipelines/configs/movielens.yaml`` (feature towers, logQ correction, Adam; ``--epochs`` overrides);
-- ``ours_no_logq``: ours with ``retrieval.use_logq=false``, the ablation behind the logQ claim.
+Protocols (``data.*`` overrides on the dataset's config; validation is always carved out of
+the training share, never out of test):
 
-Metrics on the test split (see ``tfrs_app/retrieval/evaluate.py``): top-K accuracy per held-out
-event (the tutorial's FactorizedTopK number) and per-user recall@K / nDCG@K with seen items excluded,
-for K = 10, 100; plus training seconds, and ratios ours/popularity and ours/tutorial on recall@100
-and top_100_accuracy, all from the same invocation on the same splits.
+- ``random``: the TFRS tutorials' protocol, 20% of events at random are test; 10% of all events
+  (from the other 80%) are validation, so models train on 70%. ``top_100_accuracy`` is the
+  tutorials' FactorizedTopK number (nothing excluded); ``top_100_accuracy_excl`` first removes
+  the user's known items, as a served list does.
+- ``time``: one global time cut, 80/10/10: train on the past, test on the future.
+- ``leave_last_out``: each user's last event is test, the one before it validation; per-user
+  HitRate@10, nDCG@10 and MRR over the full catalog, seen items excluded.
 
-Protocols:
+Models, all on the same splits of one run: ``popularity``, ``recent_popularity``, ``item_knn``
+and ``ease`` (EASE^R), each tuned on validation (``tfrs_app/retrieval/compare.py``); ``tutorial``
+(``pipelines/configs/tfrs_tutorial.yaml``'s id-only towers, no logQ, its own 3 epochs, trained
+on train + validation) and ``tutorial_logq`` (the same with logQ); ``ours`` (the dataset config's
+defaults: early stopping on validation Recall@100, then a refit on train + validation for the
+best epoch count; the classical baselines likewise refit on train + validation). Test is read once per model; nothing is chosen
+on it. ``--ablations`` adds variants of ours (each setting switched on its own) on the
+protocols given by ``--ablation-protocols``, val and test both reported.
 
-- ``random``: 80/20 random split of events (val 0, test 0.2), the TFRS tutorial's protocol. It
-  flatters every model: training holds events from after the test events, so the model learns each
-  user's and item's future (later tastes, items that become popular later) and is scored on a past it
-  has effectively seen around. A deployed recommender never has that.
-- ``time``: one global time cut (val 0.1, test 0.1): train on the past, test on the future, as in
-  production. Numbers are lower and the honest ones.
-
-The tutorial config is the comparison point because it is what people reproduce from the TFRS docs:
-beating popularity alone is easy to claim, beating the reference model on its own protocol is not.
-
-Run: python bench/retrieval_quality.py [--epochs N] [--protocols random time] [--out PATH]
+Run: python bench/retrieval_quality.py [--datasets movielens synthetic] [--protocols ...] [--ablations]
 """
 from __future__ import annotations
 
@@ -38,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _shared import git_state  # noqa: E402
@@ -49,59 +50,122 @@ import tensorflow as tf  # noqa: E402
 from tfrs_app.config import load_config  # noqa: E402
 from tfrs_app.retrieval.train import run  # noqa: E402
 
-PROTOCOLS = {"random": (0.0, 0.2), "time": (0.1, 0.1)}  # (val_fraction, test_fraction)
-COLUMNS = ["top_10_accuracy", "top_100_accuracy", "recall@10", "recall@100", "ndcg@10", "ndcg@100"]
-RATIO_KEYS = ["recall@100", "top_100_accuracy"]
+PROTOCOLS = {
+    "random": ["data.split=random", "data.val_fraction=0.1", "data.test_fraction=0.2"],
+    "time": ["data.split=time", "data.val_fraction=0.1", "data.test_fraction=0.1"],
+    "leave_last_out": ["data.split=leave_last_out", "data.val_fraction=0.1"],
+}
+DATASETS = {"movielens": "movielens.yaml", "synthetic": "demo.yaml"}
+BASELINES = ["popularity", "recent_popularity", "item_knn", "ease"]
+COLUMNS = ["top_100_accuracy", "top_100_accuracy_excl", "recall@100", "ndcg@10", "hit_rate@10", "mrr"]
+COMPARE = ["recall@100", "ndcg@10", "top_100_accuracy"]
+ABLATIONS = {  # each switches one setting of ours
+    "no_logq": ["retrieval.use_logq=false"],
+    "with_history": ["retrieval.use_history=true", "retrieval.history_dropout=0.5"],
+    "with_history_no_dropout": ["retrieval.use_history=true", "retrieval.history_dropout=0.0"],
+    "no_time": ["retrieval.use_time=false"],
+    "no_item_text_genres": ["retrieval.use_text=false", "retrieval.use_genres=false"],
+    "no_id_dropout": ["retrieval.id_dropout=0.0"],
+    "no_l2_norm": ["retrieval.l2_normalize=false", "retrieval.temperature=1.0"],
+    "temperature_0.05": ["retrieval.temperature=0.05"],
+    "adagrad": ["retrieval.optimizer=adagrad", "retrieval.learning_rate=0.1"],
+    "cosine_lr": ["retrieval.lr_schedule=cosine"],
+    "no_refit": ["retrieval.refit_on_validation=false"],
+    "mixed_negatives_uniform": ["retrieval.num_sampled_negatives=512", "retrieval.negative_sampling=uniform"],
+    "mixed_negatives_pop": ["retrieval.num_sampled_negatives=512", "retrieval.negative_sampling=popularity"],
+    "mixed_negatives_frequency_logq": ["retrieval.num_sampled_negatives=512", "retrieval.sampled_logq=batch_frequency"],
+    "hard_negatives": ["retrieval.num_sampled_negatives=512", "retrieval.num_hard_negatives=64"],
+}
 
 
-def configs(protocol: str, args, tmp: str) -> dict:
-    """The three trained configs of one protocol (popularity comes with each of them)."""
-    val, test = PROTOCOLS[protocol]
-    common = [f"data.split={protocol}", f"data.val_fraction={val}", f"data.test_fraction={test}",
-              f"data.data_dir={args.data_dir}", f"data.manual_dir={args.manual_dir}"]
-    ours = common + ([f"retrieval.epochs={args.epochs}"] if args.epochs else [])
-    movielens = ROOT / "pipelines/configs/movielens.yaml"
-    specs = {"tutorial": (ROOT / "pipelines/configs/tfrs_tutorial.yaml", common),
-             "ours": (movielens, ours), "ours_no_logq": (movielens, ours + ["retrieval.use_logq=false"])}
-    return {name: load_config(path, overrides + [f"run_dir={tmp}/{protocol}-{name}"])
-            for name, (path, overrides) in specs.items()}
+def tutorial_overrides() -> list[str]:
+    """The tutorial config's retrieval section as --set items, so it runs on any dataset."""
+    raw = yaml.safe_load((ROOT / "pipelines/configs/tfrs_tutorial.yaml").read_text())["retrieval"]
+    return [f"retrieval.{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for k, v in raw.items()]
 
 
-def row(test_metrics: dict, seconds) -> dict:
-    out = {key: test_metrics[key] for key in COLUMNS}
-    out.update(num_queries=test_metrics["num_queries"], train_seconds=seconds)
-    return out
+def data_overrides(dataset: str, protocol: str, args) -> list[str]:
+    extra = [f"data.data_dir={args.data_dir}", f"data.manual_dir={args.manual_dir}"] if dataset == "movielens" else []
+    return PROTOCOLS[protocol] + extra
 
 
-def bench_protocol(protocol: str, args, tmp: str) -> dict:
-    results, raw = {}, {}
-    for name, cfg in configs(protocol, args, tmp).items():
-        print(f"[{protocol}] training {name} ({cfg.retrieval.epochs} epochs) in {cfg.run_dir}", flush=True)
-        started = time.perf_counter()
-        metrics = run(cfg)
-        raw[name] = dict(metrics, wall_seconds=time.perf_counter() - started, config=cfg.to_dict())
-        results[name] = row(metrics["test"]["model"], metrics["train_seconds"])
-        if name == "ours":
-            results["popularity"] = row(metrics["test"]["popularity"], None)
-    ratios = {f"ours/{base}": {key: results["ours"][key] / results[base][key] if results[base][key] else None
-                               for key in RATIO_KEYS} for base in ("popularity", "tutorial")}
-    order = ["popularity", "tutorial", "ours", "ours_no_logq"]
-    return {"models": {name: results[name] for name in order}, "ratios": ratios, "raw_metrics": raw,
-            "splits": raw["ours"]["splits"]}
+def train(dataset: str, protocol: str, name: str, overrides: list[str], args, tmp: str) -> dict:
+    cfg = load_config(ROOT / "pipelines/configs" / DATASETS[dataset],
+                      data_overrides(dataset, protocol, args) + overrides + [f"run_dir={tmp}/{dataset}-{protocol}-{name}"])
+    print(f"[{dataset}/{protocol}] {name}: at most {cfg.retrieval.epochs} epochs in {cfg.run_dir}", flush=True)
+    started = time.perf_counter()
+    metrics = run(cfg)
+    metrics["wall_seconds"] = time.perf_counter() - started
+    metrics["config"] = cfg.to_dict()
+    return metrics
+
+
+def pick(metrics: dict, split: str) -> dict | None:
+    return None if metrics is None else {key: metrics[key] for key in COLUMNS + ["num_queries"]}
+
+
+def bench_cell(dataset: str, protocol: str, args, tmp: str) -> dict:
+    """Every model of one dataset x protocol; rows[name] = {val, test, train_seconds, ...}."""
+    rows, raw = {}, {}
+    ours = train(dataset, protocol, "ours", [f"retrieval.baselines={BASELINES}"], args, tmp)
+    raw["ours"] = ours
+    for b in BASELINES:
+        if b in ours["test"]:
+            rows[b] = {"val": pick(ours.get("val", {}).get(b), "val"), "test": pick(ours["test"][b], "test"),
+                       "train_seconds": ours["baselines"][b]["fit_seconds"], "params": ours["baselines"][b]["params"]}
+    for name, extra in (("tutorial", []), ("tutorial_logq", ["retrieval.use_logq=true"])):
+        # no validation: the tutorial's fixed epochs see train + validation, as ours' refit does
+        # (test is carved first in every protocol, so it is the same test set)
+        m = train(dataset, protocol, name, tutorial_overrides() + extra + ["retrieval.baselines=[]",
+                                                                            "data.val_fraction=0.0"], args, tmp)
+        raw[name] = m
+        rows[name] = {"val": pick(m.get("val", {}).get("model"), "val"), "test": pick(m["test"]["model"], "test"),
+                      "train_seconds": m["train_seconds"], "epochs": len(m["loss"])}
+    rows["ours"] = {"val": pick(ours.get("val", {}).get("model"), "val"), "test": pick(ours["test"]["model"], "test"),
+                    "train_seconds": ours["train_seconds"], "epochs": len(ours["loss"]),
+                    "best_epoch": (ours.get("early_stopping") or {}).get("best_epoch")}
+    if args.ablations and protocol in args.ablation_protocols and dataset in args.ablation_datasets:
+        for name, extra in ABLATIONS.items():
+            m = train(dataset, protocol, name, extra + ["retrieval.baselines=[]"], args, tmp)
+            raw[name] = m
+            rows[f"ours:{name}"] = {"val": pick(m.get("val", {}).get("model"), "val"),
+                                    "test": pick(m["test"]["model"], "test"), "train_seconds": m["train_seconds"],
+                                    "epochs": len(m["loss"]),
+                                    "best_epoch": (m.get("early_stopping") or {}).get("best_epoch")}
+    ratios = {base: {key: rows["ours"]["test"][key] / rows[base]["test"][key] if rows[base]["test"][key] else None
+                     for key in COMPARE} for base in rows if base != "ours" and not base.startswith("ours:")}
+    return {"models": rows, "ours_over": ratios, "splits": ours["splits"], "num_items": ours["num_items"],
+            "raw_metrics": raw}
 
 
 def markdown(report: dict) -> str:
-    header = ["protocol", "model"] + COLUMNS + ["train s"]
+    header = ["dataset", "protocol", "model"] + COLUMNS + ["train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for protocol, res in report["protocols"].items():
+    for cell, res in report["cells"].items():
+        dataset, protocol = cell.split("/")
         for name, m in res["models"].items():
             secs = "-" if m["train_seconds"] is None else f"{m['train_seconds']:.1f}"
-            lines.append("| " + " | ".join([protocol, name] + [f"{m[c]:.4f}" for c in COLUMNS] + [secs]) + " |")
+            lines.append("| " + " | ".join([dataset, protocol, name] + [f"{m['test'][c]:.4f}" for c in COLUMNS]
+                                           + [secs]) + " |")
     lines.append("")
-    for protocol, res in report["protocols"].items():
-        for base, r in res["ratios"].items():
-            parts = [f"{k} x{v:.2f}" if v is not None else f"{k} n/a" for k, v in r.items()]
-            lines.append(f"- {protocol}: {base}: " + ", ".join(parts))
+    for cell, res in report["cells"].items():
+        parts = []
+        for base, r in res["ours_over"].items():
+            if base in ("popularity", "item_knn", "ease", "tutorial_logq"):
+                parts.append(f"{base} " + "/".join(f"x{r[k]:.2f}" if r[k] else "n/a" for k in COMPARE))
+        lines.append(f"- {cell}: ours over ({'/'.join(COMPARE)}): " + ", ".join(parts))
+    if any(name.startswith("ours:") for res in report["cells"].values() for name in res["models"]):
+        lines += ["", "| dataset | protocol | variant | val recall@100 | val ndcg@10 | test recall@100 | test ndcg@10 "
+                  "| test top_100_accuracy | epochs |", "|---|---|---|---|---|---|---|---|---|"]
+        for cell, res in report["cells"].items():
+            dataset, protocol = cell.split("/")
+            for name, m in res["models"].items():
+                if name == "ours" or name.startswith("ours:"):
+                    v, t = m["val"] or {}, m["test"]
+                    lines.append(f"| {dataset} | {protocol} | {name} | {v.get('recall@100', float('nan')):.4f} | "
+                                 f"{v.get('ndcg@10', float('nan')):.4f} | {t['recall@100']:.4f} | {t['ndcg@10']:.4f} | "
+                                 f"{t['top_100_accuracy']:.4f} | {m['epochs']} |")
     return "\n".join(lines)
 
 
@@ -109,13 +173,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manual-dir", default=str(ROOT.parent / "shared/data/ml-latest-small"))
     parser.add_argument("--data-dir", default=str(ROOT / ".cache/tfds"))
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs of ours (default: pipelines/configs/movielens.yaml's; the tutorial keeps its own)")
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=["movielens", "synthetic"])
+    parser.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=list(PROTOCOLS))
+    parser.add_argument("--ablations", action="store_true", help="also run ABLATIONS (variants of ours)")
+    parser.add_argument("--ablation-protocols", nargs="+", choices=list(PROTOCOLS), default=["time"])
+    parser.add_argument("--ablation-datasets", nargs="+", choices=sorted(DATASETS), default=["movielens"])
     parser.add_argument("--out", default=str(ROOT / "bench/results/retrieval_quality.json"))
-    parser.add_argument("--protocols", nargs="+", choices=sorted(PROTOCOLS), default=["random", "time"])
     args = parser.parse_args()
     args.manual_dir, args.data_dir = os.path.abspath(args.manual_dir), os.path.abspath(args.data_dir)
-    if not (Path(args.manual_dir) / "ml-latest-small.zip").is_file():
+    if "movielens" in args.datasets and not (Path(args.manual_dir) / "ml-latest-small.zip").is_file():
         sys.exit(f"error: {args.manual_dir}/ml-latest-small.zip not found; pass --manual-dir <folder with the zip>")
 
     started = time.perf_counter()
@@ -124,9 +190,11 @@ def main() -> int:
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version(), "tensorflow": tf.__version__},
               "command": " ".join([Path(sys.executable).name] + sys.argv),
-              "git": git_state()["state"], "args": vars(args), "run_root": tmp, "protocols": {}}
-    for protocol in args.protocols:
-        report["protocols"][protocol] = bench_protocol(protocol, args, tmp)
+              "git": git_state()["state"], "args": vars(args), "run_root": tmp, "cells": {}}
+    for dataset in args.datasets:
+        for protocol in args.protocols:
+            report["cells"][f"{dataset}/{protocol}"] = bench_cell(dataset, protocol, args, tmp)
+            atomic_write_json(Path(args.out), report)  # partial results survive a stopped run
     report["wall_seconds"] = time.perf_counter() - started
     atomic_write_json(Path(args.out), report)
     print(markdown(report))

@@ -245,16 +245,19 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def format_metrics(metrics: dict) -> str:
-    """Test (and val) metrics of model vs popularity as a Markdown table."""
+    """Test (and val) metrics of the towers and every baseline as a Markdown table."""
     ks = sorted({int(k.split("@")[1]) for k in metrics["test"]["model"] if k.startswith("recall@")})
-    names = [f"top_{k}_accuracy" for k in ks] + [f"{m}@{k}" for k in ks for m in ("recall", "ndcg", "mrr")]
+    names = ([f"top_{k}_accuracy" for k in ks] + [f"top_{ks[-1]}_accuracy_excl"]
+             + [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")] + ["mrr"])
     lines = ["| split | model | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
     for split_name in ("val", "test"):
-        for model in ("model", "popularity"):
-            if split_name in metrics:
-                row = metrics[split_name][model]
-                lines.append(f"| {split_name} | {model} | " + " | ".join(f"{row[n]:.4f}" for n in names) + " |")
-    lines.append(f"training: {metrics['train_seconds']:.0f}s, splits {metrics['splits']}, {metrics['num_items']} items")
+        for model, row in metrics.get(split_name, {}).items():
+            lines.append(f"| {split_name} | {model} | " + " | ".join(f"{row[n]:.4f}" for n in names) + " |")
+    stopped = metrics.get("early_stopping")
+    stop = f", best epoch {stopped['best_epoch']} of {len(stopped['history'])} (val {stopped['monitor']})" if stopped else ""
+    chosen = ", ".join(f"{b} {r['params']}" for b, r in metrics.get("baselines", {}).items() if r["params"])
+    lines.append(f"training: {metrics['train_seconds']:.0f}s{stop}, splits {metrics['splits']}, {metrics['num_items']} items"
+                 + (f"; baselines tuned on val: {chosen}" if chosen else ""))
     return "\n".join(lines)
 
 

@@ -40,6 +40,9 @@ def define_space(hp, stage: str) -> dict[str, Any]:
             "retrieval.id_dropout": hp.Float("id_dropout", 0.0, 0.5, step=0.1),
             "retrieval.use_logq": hp.Boolean("use_logq", default=True),
             "retrieval.temperature": hp.Float("temperature", 0.05, 1.0, sampling="log"),
+            "retrieval.use_history": hp.Boolean("use_history", default=True),
+            "retrieval.num_sampled_negatives": hp.Choice("num_sampled_negatives", [0, 256, 1024]),
+            "retrieval.lr_schedule": hp.Choice("lr_schedule", ["constant", "cosine"]),
         }
     if stage == "ranker":
         depth = hp.Int("depth", 1, 3)
@@ -87,6 +90,8 @@ def make_tuner(base: Config, stage: str, kind: str, max_trials: int, directory: 
             trial_epochs = hp.values.get("tuner/epochs", max_epochs)  # Hyperband's budget for this trial
             changes[f"{stage}.epochs"] = int(trial_epochs)
             changes["run_dir"] = str(Path(directory) / "trials" / trial.trial_id)
+            if stage == "retrieval":
+                changes["retrieval.baselines"] = ()  # a trial is judged on the towers alone
             cfg = replace(base, **changes)
             if stage == "retrieval":
                 from tfrs_app.retrieval.train import run

@@ -32,6 +32,15 @@ def test_yaml_and_overrides_apply_in_order(tmp_path):
     ("data.synthetic.num_users=0", "data.synthetic.num_users"),
     ("index.target_recall=0", "index.target_recall"),
     ("retrieval.embeding_dim=8", "retrieval.embeding_dim"),
+    ("retrieval.num_sampled_negatives=-1", "retrieval.num_sampled_negatives"),
+    ("retrieval.num_hard_negatives=8", "retrieval.num_hard_negatives"),  # more than the 0 sampled
+    ("retrieval.negative_sampling=hard", "retrieval.negative_sampling"),
+    ("retrieval.early_stopping_metric=recall@50", "retrieval.early_stopping_metric"),  # 50 is not in eval_ks
+    ("retrieval.early_stopping_metric=auc", "retrieval.early_stopping_metric"),
+    ("retrieval.early_stopping_patience=-1", "retrieval.early_stopping_patience"),
+    ("retrieval.lr_schedule=step", "retrieval.lr_schedule"),
+    ("retrieval.history_dropout=1.0", "retrieval.history_dropout"),
+    ("retrieval.baselines=[ease, slim]", "retrieval.baselines"),
 ])
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):

@@ -14,6 +14,15 @@ def test_history_is_previous_items_most_recent_first():
     assert history.tolist() == [["", ""], ["", ""], ["1", ""], ["3", "1"], ["2", ""]]
 
 
+def test_history_leaves_out_events_sharing_the_timestamp():
+    # user a rates 1 and 3 in the same second (a session stored under one timestamp), then 4
+    events = pd.DataFrame({"user_id": ["a", "b", "a", "a", "a"], "item_id": ["1", "2", "3", "4", "5"],
+                           "timestamp": [1, 1, 1, 2, 2]})
+    history = with_history(events, 3)
+    assert history.tolist() == [["", "", ""], ["", "", ""], ["", "", ""],  # 3 does not see 1: simultaneous
+                                ["3", "1", ""], ["3", "1", ""]]  # 4 and 5 see what came before second 2 only
+
+
 def test_user_histories_take_the_last_items():
     history = user_histories(EVENTS, np.array(["a", "b", "new"], dtype=object), 2)
     assert history.tolist() == [["4", "3"], ["5", "2"], ["", ""]]

@@ -34,3 +34,26 @@ def test_random_split_is_disjoint_complete_and_seeded():
 def test_split_refuses_an_empty_test_set():
     with pytest.raises(ValueError, match="empty train or test"):
         split(frame([1, 1, 1]), "time", 0.0, 0.1)
+
+
+def test_leave_last_out_holds_out_each_users_last_two_events():
+    f = pd.DataFrame({"user_id": ["a", "b", "a", "a", "c", "b", "a", "b", "c"],
+                      "item_id": ["a1", "b1", "a2", "a3", "c1", "b2", "a4", "b3", "c2"],
+                      "timestamp": np.arange(9, dtype=np.int64)})
+    s = split(f, "leave_last_out", 0.1, 0.1)
+    assert list(s.test["item_id"]) == ["b3", "a4"] or sorted(s.test["item_id"]) == ["a4", "b3"]
+    assert sorted(s.val["item_id"]) == ["a3", "b2"]
+    assert sorted(s.train["item_id"]) == ["a1", "a2", "b1", "c1", "c2"]  # c has 2 events: all train
+    no_val = split(f, "leave_last_out", 0.0, 0.1)
+    assert sorted(no_val.test["item_id"]) == ["a4", "b3", "c2"] and len(no_val.val) == 0
+
+
+def test_random_split_carves_validation_out_of_the_training_share():
+    s = random_split(frame(list(range(1000))), 0.1, 0.2, seed=0)
+    assert s.sizes() == {"train": 700, "val": 100, "test": 200}
+    assert s.test.equals(random_split(frame(list(range(1000))), 0.0, 0.2, seed=0).test)  # same 20% either way
+
+
+def test_split_names_the_field_for_an_unknown_method():
+    with pytest.raises(ValueError, match="data.split"):
+        split(frame([1, 2, 3]), "by_user", 0.1, 0.1)

@@ -4,6 +4,10 @@
   every training event, as in production, so nothing from the future leaks into training.
 - ``random_split``: events shuffled under a seed, as in the TFRS tutorials (80/20 there); kept
   so our numbers can be compared with theirs. It leaks the future and flatters every model.
+  ``test_fraction`` of all events is test; validation is carved out of the rest, never out of
+  the test share (``val_fraction=0.1, test_fraction=0.2`` is 70/10/20).
+- ``leave_last_out_split``: each user's last event is test and the one before it validation
+  (the sequential-recommendation protocol); users with fewer than three events stay in train.
 """
 from __future__ import annotations
 
@@ -48,13 +52,40 @@ def random_split(events: pd.DataFrame, val_fraction: float = 0.0, test_fraction:
     return Splits(train, val, test)
 
 
+def leave_last_out_split(events: pd.DataFrame, use_val: bool = True) -> Splits:
+    """Per user: the last event is test, the one before it validation (when ``use_val``), the rest
+    train. Users with fewer than 3 events (2 without validation) keep everything in train, so
+    every test user has training history. Ties in time keep the log's order (stable).
+
+    events must be sorted by timestamp (validated logs are).
+    """
+    times = events["timestamp"].to_numpy()
+    if np.any(np.diff(times) < 0):
+        raise ValueError("leave_last_out_split: events must be sorted by timestamp")
+    grouped = events.groupby("user_id", sort=False)
+    from_end = grouped.cumcount(ascending=False).to_numpy()  # 0 = the user's last event
+    size = grouped["user_id"].transform("size").to_numpy()
+    held = 2 if use_val else 1
+    eligible = size >= held + 1
+    test = eligible & (from_end == 0)
+    val = eligible & (from_end == 1) & use_val
+    train = ~(test | val)
+    return Splits(*(events[m].reset_index(drop=True) for m in (train, val, test)))
+
+
+SPLITS = ("time", "random", "leave_last_out")
+
+
 def split(events: pd.DataFrame, method: str, val_fraction: float, test_fraction: float, seed: int = 0) -> Splits:
+    """``method`` is one of ``SPLITS``; leave_last_out ignores the fractions (val if ``val_fraction`` > 0)."""
     if method == "time":
         splits = time_split(events, val_fraction, test_fraction)
     elif method == "random":
         splits = random_split(events, val_fraction, test_fraction, seed)
+    elif method == "leave_last_out":
+        splits = leave_last_out_split(events, use_val=val_fraction > 0)
     else:
-        raise ValueError(f"data.split: must be 'time' or 'random', got {method!r}")
+        raise ValueError(f"data.split: must be one of {list(SPLITS)}, got {method!r}")
     if len(splits.train) == 0 or len(splits.test) == 0:
         raise ValueError(f"data.split: the {method} split left an empty train or test set {splits.sizes()}; "
                          "use more data or other fractions")

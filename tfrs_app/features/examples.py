@@ -13,15 +13,31 @@ from tfrs_app.data.schema import user_feature_columns
 
 
 def with_history(events: pd.DataFrame, history_length: int) -> np.ndarray:
-    """For each event, the ids of the same user's previous ``history_length`` events in ``events``.
+    """For each event, the ids of the same user's last ``history_length`` events in ``events``
+    that happened strictly before it.
 
     events must be sorted by time. Returns [N, H] object array, most recent first, "" padded.
-    Only events inside the frame count, so a training row never sees a later split.
+    Only events inside the frame count, so a training row never sees a later split. Events
+    sharing the event's timestamp are left out: they are simultaneous, and their order in a log
+    is an artifact (MovieLens stores a rating session's ratings under one second, sorted by id),
+    which a model would otherwise learn as a "next item" pattern that no request has.
     """
-    grouped = events.groupby("user_id", sort=False)["item_id"]
-    history = np.full((len(events), history_length), "", dtype=object)
+    n = len(events)
+    history = np.full((n, history_length), "", dtype=object)
+    if n == 0:
+        return history
+    users = pd.factorize(events["user_id"])[0]
+    order = np.lexsort((np.arange(n), users))  # by user, then time (events are time-sorted)
+    u, times = users[order], events["timestamp"].to_numpy()[order]
+    items = events["item_id"].to_numpy(dtype=object)[order]
+    position = np.arange(n)
+    new_user = np.r_[True, u[1:] != u[:-1]]
+    user_start = np.maximum.accumulate(np.where(new_user, position, 0))
+    run_start = np.maximum.accumulate(np.where(new_user | np.r_[True, times[1:] != times[:-1]], position, 0))
     for lag in range(1, history_length + 1):
-        history[:, lag - 1] = grouped.shift(lag).fillna("").to_numpy(dtype=object)
+        source = run_start - lag
+        valid = source >= user_start
+        history[order[valid], lag - 1] = items[source[valid]]
     return history
 
 

@@ -39,6 +39,7 @@ class FeatureSpace:
     time_std: float = 1.0
     time_boundaries: tuple[float, ...] = ()
     history_length: int = 10
+    time_range: tuple[float, ...] = ()  # (first, last) training timestamp; requests are clipped to it
 
     @classmethod
     def fit(cls, train: pd.DataFrame, catalog: pd.DataFrame, history_length: int = 10,
@@ -62,6 +63,7 @@ class FeatureSpace:
             time_std=float(max(times.std(), 1.0)),
             time_boundaries=tuple(float(q) for q in quantiles),
             history_length=history_length,
+            time_range=(float(times.min()), float(times.max())),
         )
 
     def item_probability(self, item_ids: np.ndarray) -> np.ndarray:

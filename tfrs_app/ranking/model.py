@@ -98,6 +98,7 @@ def build_ranker(cfg: RankerConfig, space: FeatureSpace, position_buckets: int =
         user_vocabulary=space.user_ids, item_vocabulary=space.item_ids,
         user_feature_vocabs=space.user_features if cfg.use_user_features else {},
         time_mean=space.time_mean, time_std=space.time_std, time_boundaries=space.time_boundaries,
+        time_range=space.time_range,
         embedding_dim=cfg.embedding_dim, hidden_layers=(), output_dim=cfg.feature_dim, id_dropout=cfg.id_dropout,
         use_history=cfg.use_history, use_time=cfg.use_time, l2_normalize=False, seed=seed, name="query_encoder",
     )

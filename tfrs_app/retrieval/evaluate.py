@@ -1,16 +1,23 @@
-"""Retrieval evaluation over the whole catalog, for the model and the popularity baseline.
+"""Retrieval evaluation over the whole catalog, for a trained model and for any baseline.
 
 Two views, both reported:
 
-- per interaction (the TFRS tutorials' number): ``tfrs.metrics.FactorizedTopK`` top-K
-  categorical accuracy, the share of held-out events whose item is in the query's top K;
-- per user: Recall@K, nDCG@K and MRR@K of one ranked list per user against the set of items
-  that user met in the held-out split; with ``exclude_seen`` the items the user met before
-  are removed from the list and from the relevant set (re-recommending them is trivial).
+- per interaction (the TFRS tutorials' number): top-K categorical accuracy, the share of
+  held-out events whose item is in the event query's top K. ``top_K_accuracy`` excludes
+  nothing, exactly as ``tfrs.metrics.FactorizedTopK`` computes it (a model that spends its top
+  slots on the user's training items loses); ``top_K_accuracy_excl`` removes the items the user
+  met in ``known`` first, which is what a served list does;
+- per user: Recall@K, HitRate@K, nDCG@K and MRR@K of one ranked list per user against the set
+  of items that user met in the held-out split, plus ``mrr`` over the full ranking; with
+  ``exclude_seen`` the items the user met before are removed from the list and from the
+  relevant set (re-recommending them is trivial).
 
 A held-out query knows only what was known before the split: the user's features, the
 timestamp of the event (or of the user's first held-out event), and the user's last H items
 in ``known`` (the earlier splits).
+
+Every model is scored through the same two functions of (start, stop) -> [b, N] scores, so
+the towers, popularity, item-kNN and EASE^R are measured by one piece of code.
 """
 from __future__ import annotations
 
@@ -27,15 +34,20 @@ from tfrs_app.features.examples import candidate_features, query_features, user_
 class EvalSet:
     """Held-out events turned into queries and answers, indexed against ``catalog`` rows.
 
-    user_queries: per-user query inputs [U]; relevant[u] / seen[u]: catalog row indices.
-    event_queries: per-event query inputs [E]; event_items: catalog row of each event [E].
+    user_queries: per-user query inputs [U]; relevant[u] / seen[u]: catalog row indices
+    (seen[u] is excluded from user u's list: known[u] with ``exclude_seen``, else empty);
+    known[u]: every catalog row user u met in ``known`` (a baseline's input, and what
+    ``top_K_accuracy_excl`` removes). event_queries: per-event query inputs [E];
+    event_items: catalog row of each event [E]; event_users: the event's user index in [0, U).
     """
 
     user_queries: dict
     relevant: list
     seen: list
+    known: list
     event_queries: dict
     event_items: np.ndarray
+    event_users: np.ndarray
 
 
 def build_eval_set(known: pd.DataFrame, target: pd.DataFrame, catalog: pd.DataFrame, history_length: int,
@@ -50,16 +62,19 @@ def build_eval_set(known: pd.DataFrame, target: pd.DataFrame, catalog: pd.DataFr
     target_rows = target.groupby("user_id", sort=False)["item_id"].apply(lambda s: set(row_of[s].tolist()))
     known_rows = known[known["item_id"].isin(row_of.index)].groupby("user_id")["item_id"].apply(
         lambda s: set(row_of[s].tolist()))
-    relevant, seen = [], []
+    relevant, seen, known_list = [], [], []
     for user in users:
-        before = known_rows.get(user, set()) if exclude_seen else set()
-        seen.append(np.fromiter(before, dtype=np.int64))
+        met = known_rows.get(user, set())
+        before = met if exclude_seen else set()
+        known_list.append(np.fromiter(met, dtype=np.int64, count=len(met)))
+        seen.append(np.fromiter(before, dtype=np.int64, count=len(before)))
         relevant.append(target_rows[user] - before)
 
     position = pd.Series(np.arange(len(users)), index=users)
-    event_history = history[position[target["user_id"]].to_numpy()]
-    event_queries = query_features(target, event_history)
-    return EvalSet(user_queries, relevant, seen, event_queries, row_of[target["item_id"]].to_numpy())
+    event_users = position[target["user_id"]].to_numpy()
+    event_queries = query_features(target, history[event_users])
+    return EvalSet(user_queries, relevant, seen, known_list, event_queries, row_of[target["item_id"]].to_numpy(),
+                   event_users)
 
 
 def top_k(scores_fn, num_queries: int, k: int, exclude: Optional[Sequence[np.ndarray]] = None,
@@ -81,7 +96,8 @@ def top_k(scores_fn, num_queries: int, k: int, exclude: Optional[Sequence[np.nda
 
 
 def ranking_metrics(ranked: np.ndarray, relevant: Sequence[set], ks: Sequence[int]) -> dict[str, float]:
-    """Recall@k, nDCG@k (binary gains) and MRR@k, averaged over queries with a non-empty relevant set.
+    """Recall@k, HitRate@k, nDCG@k (binary gains) and MRR@k, averaged over queries with a
+    non-empty relevant set (with one relevant item per query, recall@k is hit_rate@k).
 
     ranked: [Q, >= max(ks)] item indices, best first.
     """
@@ -97,44 +113,85 @@ def ranking_metrics(ranked: np.ndarray, relevant: Sequence[set], ks: Sequence[in
         ideal = np.array([discounts[: int(min(s, k))].sum() for s in sizes])
         first = np.where(h.any(axis=1), h.argmax(axis=1) + 1, np.inf)
         metrics[f"recall@{k}"] = float(np.mean(h.sum(axis=1) / sizes))
+        metrics[f"hit_rate@{k}"] = float(np.mean(h.any(axis=1)))
         metrics[f"ndcg@{k}"] = float(np.mean((h * discounts[:k]).sum(axis=1) / ideal))
         metrics[f"mrr@{k}"] = float(np.mean(1.0 / first))
     metrics["num_queries"] = len(keep)
     return metrics
 
 
-def evaluate_model(model, catalog: pd.DataFrame, eval_set: EvalSet, ks: Sequence[int]) -> dict[str, float]:
-    """Per-user ranking metrics and per-event FactorizedTopK accuracy of a trained model."""
-    import tensorflow as tf
-    import tensorflow_recommenders as tfrs
+def full_rank_mrr(scores_fn, relevant: Sequence[set], exclude: Sequence[np.ndarray], batch_size: int = 1024) -> float:
+    """Mean of 1 / (rank of the best-scored relevant item) over the whole catalog, excluded rows
+    removed; queries without a relevant item are skipped (as in ``ranking_metrics``). Rank is
+    1 + the number of rows scoring strictly higher (ties in the item's favour, as in
+    ``event_accuracy``)."""
+    reciprocal = []
+    for start in range(0, len(relevant), batch_size):
+        stop = min(start + batch_size, len(relevant))
+        scores = np.array(scores_fn(start, stop), dtype=np.float32, copy=True)
+        for i in range(stop - start):
+            rows = np.fromiter(relevant[start + i], dtype=np.int64)
+            if not rows.size:
+                continue
+            scores[i, exclude[start + i]] = -np.inf
+            best = scores[i, rows].max()
+            reciprocal.append(1.0 / (1 + np.count_nonzero(scores[i] > best)))
+    return float(np.mean(reciprocal))
 
+
+def event_accuracy(scores_fn, eval_set: EvalSet, ks: Sequence[int], batch_size: int = 2048) -> dict[str, float]:
+    """``top_K_accuracy`` (nothing excluded, as FactorizedTopK) and ``top_K_accuracy_excl`` (the
+    user's known items removed first) over held-out events. ``scores_fn(start, stop)`` gives the
+    event queries' scores [b, N]. An event's item is in the top K when fewer than K rows score
+    strictly higher (FactorizedTopK's ``tf.math.top_k`` breaks exact ties by index instead)."""
+    hits = {k: 0 for k in ks}
+    hits_excl = {k: 0 for k in ks}
+    n = len(eval_set.event_items)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        scores = np.array(scores_fn(start, stop), dtype=np.float32, copy=True)
+        rows = eval_set.event_items[start:stop]
+        target = scores[np.arange(stop - start), rows][:, None]
+        above = np.count_nonzero(scores > target, axis=1)
+        for i, user in enumerate(eval_set.event_users[start:stop]):
+            scores[i, eval_set.known[user]] = -np.inf
+        target_excl = scores[np.arange(stop - start), rows][:, None]
+        above_excl = np.where(np.isneginf(target_excl[:, 0]), scores.shape[1],
+                              np.count_nonzero(scores > target_excl, axis=1))
+        for k in ks:
+            hits[k] += int(np.count_nonzero(above < k))
+            hits_excl[k] += int(np.count_nonzero(above_excl < k))
+    out = {}
+    for k in ks:
+        out[f"top_{k}_accuracy"] = hits[k] / n
+        out[f"top_{k}_accuracy_excl"] = hits_excl[k] / n
+    return out
+
+
+def evaluate_scores(user_scores, event_scores, eval_set: EvalSet, ks: Sequence[int]) -> dict[str, float]:
+    """Every metric of one model from its two score functions (start, stop) -> [b, N]: per-user
+    lists (``user_scores`` over ``eval_set.user_queries``) and per-event queries (``event_scores``)."""
+    num_users = len(eval_set.relevant)
+    ranked = top_k(user_scores, num_users, max(ks), eval_set.seen)
+    metrics = ranking_metrics(ranked, eval_set.relevant, ks)
+    metrics["mrr"] = full_rank_mrr(user_scores, eval_set.relevant, eval_set.seen)
+    metrics.update(event_accuracy(event_scores, eval_set, ks))
+    return metrics
+
+
+def evaluate_model(model, catalog: pd.DataFrame, eval_set: EvalSet, ks: Sequence[int]) -> dict[str, float]:
+    """All metrics of a trained two-tower model (scores are query . candidate dot products)."""
     from tfrs_app.retrieval.model import embed
 
     items = embed(model.candidate_tower, candidate_features(catalog))
     users = embed(model.query_tower, eval_set.user_queries)
-    ranked = top_k(lambda a, b: users[a:b] @ items.T, len(users), max(ks), eval_set.seen)
-    metrics = ranking_metrics(ranked, eval_set.relevant, ks)
-
-    ids = catalog["item_id"].to_numpy().astype(str)
-    index = tfrs.layers.factorized_top_k.BruteForce(k=max(ks)).index(tf.constant(items), tf.constant(ids))
-    accuracy = tfrs.metrics.FactorizedTopK(candidates=index, ks=tuple(ks))
     events = embed(model.query_tower, eval_set.event_queries)
-    for start in range(0, len(events), 4096):
-        rows = eval_set.event_items[start:start + 4096]
-        accuracy.update_state(tf.constant(events[start:start + 4096]), tf.constant(items[rows]),
-                              true_candidate_ids=tf.constant(ids[rows]))
-    for k, value in zip(ks, accuracy.result()):
-        metrics[f"top_{k}_accuracy"] = float(value.numpy())
-    return metrics
+    return evaluate_scores(lambda a, b: users[a:b] @ items.T, lambda a, b: events[a:b] @ items.T, eval_set, ks)
 
 
-def evaluate_popularity(item_counts: np.ndarray, eval_set: EvalSet, ks: Sequence[int]) -> dict[str, float]:
-    """The same metrics for "most popular in training first" (item_counts aligned with catalog rows)."""
-    counts = np.asarray(item_counts, dtype=np.float32)
-    ranked = top_k(lambda a, b: np.broadcast_to(counts, (b - a, counts.size)), len(eval_set.relevant), max(ks),
-                   eval_set.seen)
-    metrics = ranking_metrics(ranked, eval_set.relevant, ks)
-    order = np.argsort(-counts, kind="stable")
-    for k in ks:
-        metrics[f"top_{k}_accuracy"] = float(np.isin(eval_set.event_items, order[:k]).mean())
-    return metrics
+def evaluate_baseline(baseline, eval_set: EvalSet, ks: Sequence[int]) -> dict[str, float]:
+    """All metrics of a fitted baseline (``tfrs_app.retrieval.baselines``), which scores a user
+    from the set of items met in ``known``; an event is scored as its user."""
+    users = np.concatenate([baseline.score(eval_set.known[a:a + 1024]) for a in range(0, len(eval_set.known), 1024)]) \
+        if eval_set.known else np.zeros((0, 0), np.float32)
+    return evaluate_scores(lambda a, b: users[a:b], lambda a, b: users[eval_set.event_users[a:b]], eval_set, ks)

@@ -84,8 +84,10 @@ class QueryTower(_Tower):
                  user_feature_vocabs: Mapping[str, Sequence[str]], time_mean: float, time_std: float,
                  time_boundaries: Sequence[float], embedding_dim: int = 64, hidden_layers: Sequence[int] = (128,),
                  output_dim: int = 64, id_dropout: float = 0.1, use_history: bool = True, use_time: bool = True,
-                 l2_normalize: bool = True, seed: int = 0, **kwargs):
+                 l2_normalize: bool = True, history_dropout: float = 0.0,
+                 time_range: Sequence[float] = (), seed: int = 0, **kwargs):
         super().__init__(**kwargs)
+        self.history_dropout = history_dropout
         self.user = IdEmbedding(user_vocabulary, embedding_dim, id_dropout, seed, name="user_id")
         self.user_features = {
             name: tf.keras.Sequential([
@@ -99,9 +101,13 @@ class QueryTower(_Tower):
             self.history_lookup = tf.keras.layers.StringLookup(vocabulary=list(item_vocabulary), mask_token="",
                                                                num_oov_indices=1)
             self.history = MaskedMeanEmbedding(len(item_vocabulary) + 2, embedding_dim, name="history")
+            self.history_seed = seed + 2
         self.use_time = use_time
         if use_time:
             self.time_mean, self.time_std = float(time_mean), float(time_std)
+            # A request after the training period is read as its last moment: a linear time input
+            # extrapolated past the data moves every query (tested on the synthetic time split).
+            self.time_range = tuple(float(t) for t in time_range) or (float("-inf"), float("inf"))
             self.time_bucket = tf.keras.layers.Discretization(bin_boundaries=list(time_boundaries))
             self.time_embedding = tf.keras.layers.Embedding(len(time_boundaries) + 1, max(8, embedding_dim // 4))
         bare = not (self.user_features or use_history or use_time or hidden_layers) and embedding_dim == output_dim
@@ -117,9 +123,15 @@ class QueryTower(_Tower):
         for name, layer in self.user_features.items():
             parts.append(layer(features[name]))
         if self.history is not None:
-            parts.append(self.history(self.history_lookup(features["history"])))
+            ids = self.history_lookup(features["history"])  # [B, L], 0 = padding
+            if training and self.history_dropout > 0:
+                # whole histories blanked for a share of the rows: the user id and the other
+                # features must carry the query too (and the "no history" input is trained)
+                keep = tf.random.uniform(tf.shape(ids)[:1], seed=self.history_seed) >= self.history_dropout
+                ids = tf.where(keep[:, None], ids, tf.zeros_like(ids))
+            parts.append(self.history(ids))
         if self.use_time:
-            seconds = tf.cast(features["timestamp"], tf.float64)
+            seconds = tf.clip_by_value(tf.cast(features["timestamp"], tf.float64), *self.time_range)
             parts.append(tf.cast((seconds - self.time_mean) / self.time_std, tf.float32)[:, None])
             parts.append(self.time_embedding(self.time_bucket(seconds)))
         return self._finish(parts)

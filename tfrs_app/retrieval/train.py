@@ -7,11 +7,14 @@ can pick it up without the data source:
     <run_dir>/data/{train,val,test}.parquet  the splits; items.parquet, the catalog
     <run_dir>/features.json                  vocabularies and stats (FeatureSpace)
     <run_dir>/retrieval/checkpoint/          tower weights (tf.train.Checkpoint)
-    <run_dir>/retrieval/metrics.json         val/test metrics of the model and of popularity
+    <run_dir>/retrieval/metrics.json         val/test metrics of the model and of each baseline
     <run_dir>/logs/retrieval/                TensorBoard scalars
 
 Training is resumable: an interrupted ``fit`` restarts from its last finished epoch
-(``BackupAndRestore`` under ``<run_dir>/retrieval/backup``).
+(``BackupAndRestore`` under ``<run_dir>/retrieval/backup``). With a validation split,
+``retrieval.epochs`` is the most epochs: after each one the validation split's
+``early_stopping_metric`` is measured, training stops after ``early_stopping_patience`` epochs
+without a gain, and the best epoch's weights are the ones saved (``early_stopping.py``).
 """
 from __future__ import annotations
 
@@ -29,14 +32,16 @@ import pandas as pd
 import tfrs_app  # noqa: F401
 import tensorflow as tf
 
-from tfrs_app.config import Config, load_config
+from tfrs_app.config import Config, load_config, replace
 from tfrs_app.data.prepare import load_data, prepare_data
 from tfrs_app.distribute import make_strategy
 from tfrs_app.data.splits import Splits
 from tfrs_app.features.examples import as_strings, candidate_features, query_features, with_history
 from tfrs_app.features.space import FeatureSpace
 from tfrs_app.io import atomic_write_dir, atomic_write_json
-from tfrs_app.retrieval.evaluate import build_eval_set, evaluate_model, evaluate_popularity
+from tfrs_app.retrieval.early_stopping import BestEpoch
+from tfrs_app.retrieval.compare import evaluate_baselines
+from tfrs_app.retrieval.evaluate import build_eval_set, evaluate_model, ranking_metrics, top_k
 from tfrs_app.retrieval.model import RetrievalModel, build_model, embed
 
 log = logging.getLogger(__name__)
@@ -69,8 +74,18 @@ class TrainedRetrieval:
 def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict:
     """Trains and evaluates; returns the metrics dict also written to retrieval/metrics.json.
 
-    ``callbacks`` are added to Keras ``fit`` (early stopping, custom logging, ...). A run that
-    was interrupted resumes from its last finished epoch when called again on the same run_dir.
+    Two phases when there is a validation split and early stopping is on:
+
+    1. fit on train, measuring validation after each epoch; the best epoch's weights are kept
+       and the validation metrics (of the towers and of the baselines' chosen settings) are
+       taken from them;
+    2. with ``retrieval.refit_on_validation``, a fresh model is fitted on train + validation
+       for that many epochs (the baselines likewise refit on train + validation), and that is
+       the model tested, indexed and exported: the weeks just before test are the most
+       informative ones, and a deployed model is trained up to its last labelled day.
+
+    ``callbacks`` are added to phase 1's Keras ``fit``. A run that was interrupted resumes from
+    its last finished epoch when called again on the same run_dir (either phase).
     """
     strategy = make_strategy(cfg.strategy)  # first: multi-worker collectives must be set up before any op runs
     run_dir = Path(cfg.run_dir)
@@ -80,48 +95,112 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
 
     data = prepare_data(cfg)
     splits, catalog, space = data.splits, data.catalog, data.space
+    model, history, train_seconds, best = fit(cfg, strategy, splits.train, space, catalog, splits, "", callbacks)
+    metrics = {"train_seconds": train_seconds, "loss": [float(v) for v in history["loss"]],
+               "optimizer_steps": int(model.optimizer.iterations.numpy()),
+               "strategy": cfg.strategy, "replicas": int(strategy.num_replicas_in_sync),
+               "splits": splits.sizes(), "num_items": len(catalog),
+               "early_stopping": best.summary() if best else None, "refit": None}
+    validated = TrainedRetrieval(cfg, space, model, catalog, splits)
+    final = validated
+    if best and cfg.retrieval.refit_on_validation:
+        known = pd.concat([splits.train, splits.val], ignore_index=True).sort_values("timestamp", kind="stable")
+        epochs = int(best.best_epoch)
+        tf.keras.utils.set_random_seed(cfg.seed)
+        refit, refit_history, refit_seconds, _ = fit(replace(cfg, **{"retrieval.epochs": epochs}), strategy,
+                                                     known.reset_index(drop=True), space, catalog, None, "_refit")
+        final = TrainedRetrieval(cfg, space, refit, catalog, splits)
+        metrics["refit"] = {"epochs": epochs, "train_seconds": refit_seconds,
+                            "loss": [float(v) for v in refit_history["loss"]],
+                            "optimizer_steps": int(refit.optimizer.iterations.numpy()), "events": len(known)}
+        metrics["train_seconds"] += refit_seconds
+    save_towers(final.model, run_dir / "retrieval" / "checkpoint")
+    if best:
+        shutil.rmtree(best.directory, ignore_errors=True)
+    metrics.update(evaluate(validated, final))
+    atomic_write_json(run_dir / "retrieval" / "metrics.json", metrics)
+    return metrics
 
+
+def fit(cfg: Config, strategy, events: pd.DataFrame, space: FeatureSpace, catalog: pd.DataFrame,
+        splits: Optional[Splits], phase: str, callbacks: Sequence[tf.keras.callbacks.Callback] = ()):
+    """One Keras fit of fresh towers on ``events``: (model, history dict, seconds, BestEpoch or
+    None). ``splits`` given: early stopping on its validation split. ``phase`` names the backup
+    and TensorBoard folders (``retrieval/backup<phase>``, ``logs/retrieval<phase>``)."""
+    run_dir = Path(cfg.run_dir)
+    steps_per_epoch = -(-len(events) // cfg.retrieval.batch_size)
     with strategy.scope():
-        model = build_model(cfg.retrieval, space, cfg.seed)
-        build_towers(model, splits.train, space)
-    dataset = training_dataset(splits.train, space, cfg.retrieval.batch_size, cfg.seed)
+        model = build_model(cfg.retrieval, space, cfg.seed, catalog, steps_per_epoch)
+        build_towers(model, events, space)
+    best = early_stopping(cfg, model, splits, catalog) if splits is not None else None
+    if best is not None and best.finished:  # phase 1 ended before an interruption: its best weights stand
+        best.restore()
+        return model, {"loss": best.losses}, 0.0, best
+    dataset = training_dataset(events, space, cfg.retrieval.batch_size, cfg.seed)
+    backup = run_dir / "retrieval" / f"backup{phase}"
     callbacks = [
-        tf.keras.callbacks.BackupAndRestore(str(run_dir / "retrieval" / "backup")),
-        tf.keras.callbacks.TensorBoard(str(run_dir / "logs" / "retrieval"), update_freq="epoch"),
+        tf.keras.callbacks.BackupAndRestore(str(backup)),
+        *([best] if best else []),  # before TensorBoard, which then logs its val_<metric>
+        tf.keras.callbacks.TensorBoard(str(run_dir / "logs" / f"retrieval{phase}"), update_freq="epoch"),
         *callbacks,
     ]
     started = time.perf_counter()
     history = model.fit(dataset, epochs=cfg.retrieval.epochs, callbacks=callbacks,
                         verbose=1 if sys.stdout.isatty() else 2)
-    train_seconds = time.perf_counter() - started
-    shutil.rmtree(run_dir / "retrieval" / "backup", ignore_errors=True)  # fit finished: nothing to resume
-    save_towers(model, run_dir / "retrieval" / "checkpoint")
-
-    trained = TrainedRetrieval(cfg, space, model, catalog, splits)
-    metrics = {"train_seconds": train_seconds, "loss": [float(v) for v in history.history["loss"]],
-               "optimizer_steps": int(model.optimizer.iterations.numpy()),
-               "strategy": cfg.strategy, "replicas": int(strategy.num_replicas_in_sync),
-               "splits": splits.sizes(), "num_items": len(catalog)}
-    metrics.update(evaluate(trained))
-    atomic_write_json(run_dir / "retrieval" / "metrics.json", metrics)
-    return metrics
+    seconds = time.perf_counter() - started
+    shutil.rmtree(backup, ignore_errors=True)  # fit finished: nothing to resume
+    return model, history.history, seconds, best
 
 
-def evaluate(trained: TrainedRetrieval) -> dict:
-    """Val (if any) and test metrics for the model and the popularity baseline."""
+def evaluate(trained: TrainedRetrieval, final: Optional[TrainedRetrieval] = None) -> dict:
+    """Val (if any) and test metrics: ``model`` (the towers) and each of ``retrieval.baselines``,
+    the baselines tuned on validation only (``compare.py``). Validation is measured on
+    ``trained`` (fitted on train); test on ``final`` (default ``trained``), which may be the
+    train + validation refit, and then the baselines are refit on train + validation too."""
+    final = final or trained
     cfg, splits = trained.cfg, trained.splits
     ks = cfg.retrieval.eval_ks
-    out = {}
-    held_out = [("test", pd.concat([splits.train, splits.val], ignore_index=True), splits.test)]
+    sets = {"test": build_eval_set(pd.concat([splits.train, splits.val], ignore_index=True), splits.test,
+                                   trained.catalog, cfg.data.history_length, cfg.retrieval.exclude_seen)}
     if len(splits.val):
-        held_out.insert(0, ("val", splits.train, splits.val))
-    for name, known, target in held_out:
-        eval_set = build_eval_set(known, target, trained.catalog, cfg.data.history_length, cfg.retrieval.exclude_seen)
-        out[name] = {
-            "model": evaluate_model(trained.model, trained.catalog, eval_set, ks),
-            "popularity": evaluate_popularity(trained.catalog_counts(), eval_set, ks),
-        }
+        sets["val"] = build_eval_set(splits.train, splits.val, trained.catalog, cfg.data.history_length,
+                                     cfg.retrieval.exclude_seen)
+    baselines = evaluate_baselines(cfg.retrieval.baselines, splits, trained.catalog, sets.get("val"), sets["test"],
+                                   ks, cfg.retrieval.early_stopping_metric, refit=final is not trained)
+    out = {}
+    for name, model in (("val", trained.model), ("test", final.model)):
+        if name in sets:
+            out[name] = {"model": evaluate_model(model, trained.catalog, sets[name], ks)}
+            out[name].update({b: result[name] for b, result in baselines.items()})
+    out["baselines"] = {b: {k: v for k, v in result.items() if k not in ("val", "test")}
+                        for b, result in baselines.items()}
     return out
+
+
+def early_stopping(cfg: Config, model: RetrievalModel, splits: Splits, catalog: pd.DataFrame) -> Optional[BestEpoch]:
+    """The early-stopping callback over the validation split (None without one, or when off).
+
+    It ranks the whole catalog for each validation user (train history only, seen excluded as
+    in ``evaluate``) with the per-user metric only: no per-event pass, so an epoch's check costs
+    one catalog embedding and one [U, N] product.
+    """
+    r = cfg.retrieval
+    if not r.early_stopping_patience or not len(splits.val):
+        return None
+    eval_set = build_eval_set(splits.train, splits.val, catalog, cfg.data.history_length, r.exclude_seen)
+    if not any(eval_set.relevant):
+        return None
+    ks = [int(r.early_stopping_metric.partition("@")[2])]
+
+    def validate() -> dict:
+        items = embed(model.candidate_tower, candidate_features(catalog))
+        users = embed(model.query_tower, eval_set.user_queries)
+        ranked = top_k(lambda a, b: users[a:b] @ items.T, len(users), ks[0], eval_set.seen)
+        return ranking_metrics(ranked, eval_set.relevant, ks)
+
+    checkpoint = tf.train.Checkpoint(query_tower=model.query_tower, candidate_tower=model.candidate_tower)
+    return BestEpoch(validate, r.early_stopping_metric, r.early_stopping_patience,
+                     Path(cfg.run_dir) / "retrieval" / "best", checkpoint)
 
 
 def training_dataset(train: pd.DataFrame, space: FeatureSpace, batch_size: int, seed: int) -> tf.data.Dataset:
