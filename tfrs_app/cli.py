@@ -252,7 +252,7 @@ def format_metrics(metrics: dict) -> str:
     lines = ["| split | model | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
     for split_name in ("val", "test"):
         for model, row in metrics.get(split_name, {}).items():
-            lines.append(f"| {split_name} | {model} | " + " | ".join(f"{row[n]:.4f}" for n in names) + " |")
+            lines.append(f"| {split_name} | {model} | " + " | ".join(f"{row.get(n, float('nan')):.4f}" for n in names) + " |")
     stopped = metrics.get("early_stopping")
     stop = f", best epoch {stopped['best_epoch']} of {len(stopped['history'])} (val {stopped['monitor']})" if stopped else ""
     chosen = ", ".join(f"{b} {r['params']}" for b, r in metrics.get("baselines", {}).items() if r["params"])

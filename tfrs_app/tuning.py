@@ -91,7 +91,8 @@ def make_tuner(base: Config, stage: str, kind: str, max_trials: int, directory: 
             changes[f"{stage}.epochs"] = int(trial_epochs)
             changes["run_dir"] = str(Path(directory) / "trials" / trial.trial_id)
             if stage == "retrieval":
-                changes["retrieval.baselines"] = ()  # a trial is judged on the towers alone
+                changes["retrieval.baselines"] = ()  # a trial is judged on the towers' validation alone
+                changes["retrieval.refit_on_validation"] = False
             cfg = replace(base, **changes)
             if stage == "retrieval":
                 from tfrs_app.retrieval.train import run

@@ -81,3 +81,16 @@ def test_event_accuracy_equals_tfrs_factorized_top_k():
     for k, value in zip((1, 10, 50), reference.result()):
         assert ours[f"top_{k}_accuracy"] == pytest.approx(float(value.numpy()), abs=1e-6)
         assert ours[f"top_{k}_accuracy_excl"] == ours[f"top_{k}_accuracy"]  # nothing known, nothing removed
+
+
+def test_ties_count_as_a_random_tie_break_not_in_the_items_favour():
+    from tfrs_app.retrieval.evaluate import event_accuracy, full_rank_mrr
+
+    scores = np.array([[1.0, 0.0, 0.0, 0.0, 0.0]])  # a sparse baseline: one item scored, four at 0
+    es = _eval_set(known=[[]], event_items=[3], event_users=[0])
+    acc = event_accuracy(lambda a, b: scores[a:b], es, ks=[1, 2, 5])
+    # row 0 is above; rows 1-4 tie: one free slot in the top 2 shared by four rows
+    assert acc["top_1_accuracy"] == 0.0 and acc["top_2_accuracy"] == pytest.approx(0.25)
+    assert acc["top_5_accuracy"] == 1.0
+    # expected rank 1 + 1 above + 3 other tied / 2 = 3.5
+    assert full_rank_mrr(lambda a, b: scores[a:b], [{3}], [np.array([], dtype=np.int64)]) == pytest.approx(1 / 3.5)

@@ -57,3 +57,13 @@ def test_random_split_carves_validation_out_of_the_training_share():
 def test_split_names_the_field_for_an_unknown_method():
     with pytest.raises(ValueError, match="data.split"):
         split(frame([1, 2, 3]), "by_user", 0.1, 0.1)
+
+
+def test_leave_last_out_breaks_same_second_ties_at_random_under_the_seed():
+    f = pd.DataFrame({"user_id": ["a"] * 6, "item_id": ["1", "2", "3", "4", "5", "6"],
+                      "timestamp": np.array([1, 2, 9, 9, 9, 9], dtype=np.int64)})  # a session in second 9
+    picks = {split(f, "leave_last_out", 0.1, 0.1, seed=s).test["item_id"].iloc[0] for s in range(12)}
+    assert picks <= {"3", "4", "5", "6"} and len(picks) > 1  # not always the log's last row
+    a, b = split(f, "leave_last_out", 0.1, 0.1, seed=4), split(f, "leave_last_out", 0.1, 0.1, seed=4)
+    pd.testing.assert_frame_equal(a.test, b.test)
+    assert set(a.train["item_id"]) >= {"1", "2"}  # earlier seconds stay in train

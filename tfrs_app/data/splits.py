@@ -52,19 +52,26 @@ def random_split(events: pd.DataFrame, val_fraction: float = 0.0, test_fraction:
     return Splits(train, val, test)
 
 
-def leave_last_out_split(events: pd.DataFrame, use_val: bool = True) -> Splits:
+def leave_last_out_split(events: pd.DataFrame, use_val: bool = True, seed: int = 0) -> Splits:
     """Per user: the last event is test, the one before it validation (when ``use_val``), the rest
     train. Users with fewer than 3 events (2 without validation) keep everything in train, so
-    every test user has training history. Ties in time keep the log's order (stable).
+    every test user has training history. Events of one user sharing a timestamp are ordered
+    at random under ``seed`` (a log's order within a second is an artifact: MovieLens sorts a
+    rating session by id, which would make the test item the largest id of the last second).
 
     events must be sorted by timestamp (validated logs are).
     """
     times = events["timestamp"].to_numpy()
     if np.any(np.diff(times) < 0):
         raise ValueError("leave_last_out_split: events must be sorted by timestamp")
-    grouped = events.groupby("user_id", sort=False)
-    from_end = grouped.cumcount(ascending=False).to_numpy()  # 0 = the user's last event
-    size = grouped["user_id"].transform("size").to_numpy()
+    users = pd.factorize(events["user_id"])[0]
+    order = np.lexsort((np.random.default_rng(seed).random(len(events)), times, users))
+    rank = np.empty(len(events), dtype=np.int64)
+    rank[order] = np.arange(len(events))  # position in (user, time, random) order
+    frame = pd.DataFrame({"user": users, "rank": rank})
+    grouped = frame.groupby("user", sort=False)["rank"]
+    from_end = (grouped.rank(ascending=False, method="first") - 1).to_numpy().astype(np.int64)  # 0 = last
+    size = grouped.transform("size").to_numpy()
     held = 2 if use_val else 1
     eligible = size >= held + 1
     test = eligible & (from_end == 0)
@@ -83,7 +90,7 @@ def split(events: pd.DataFrame, method: str, val_fraction: float, test_fraction:
     elif method == "random":
         splits = random_split(events, val_fraction, test_fraction, seed)
     elif method == "leave_last_out":
-        splits = leave_last_out_split(events, use_val=val_fraction > 0)
+        splits = leave_last_out_split(events, use_val=val_fraction > 0, seed=seed)
     else:
         raise ValueError(f"data.split: must be one of {list(SPLITS)}, got {method!r}")
     if len(splits.train) == 0 or len(splits.test) == 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -31,8 +32,9 @@ class BestEpoch(tf.keras.callbacks.Callback):
     """
 
     def __init__(self, evaluate: Callable[[], dict], monitor: str, patience: int, directory: Path,
-                 checkpoint: tf.train.Checkpoint):
+                 checkpoint: tf.train.Checkpoint, fingerprint: str = ""):
         super().__init__()
+        self.fingerprint = fingerprint  # what the state belongs to (config + data): another run's is discarded
         self.evaluate, self.monitor, self.patience = evaluate, monitor, patience
         self.directory = Path(directory)
         self.checkpoint = checkpoint
@@ -48,6 +50,10 @@ class BestEpoch(tf.keras.callbacks.Callback):
         """Picks up what an interrupted (or finished) fit in the same directory measured."""
         if self._state.exists():
             state = json.loads(self._state.read_text())
+            if state.get("fingerprint") != self.fingerprint or state.get("monitor") != self.monitor:
+                log.warning("%s: early-stopping state of another config or data; starting over", self.directory)
+                shutil.rmtree(self.directory, ignore_errors=True)
+                return
             self.history = [tuple(h) for h in state["history"]]
             self.losses = list(state.get("losses", []))
             self.best_epoch, self.best_value = state["best_epoch"], state["best_value"]
@@ -56,7 +62,7 @@ class BestEpoch(tf.keras.callbacks.Callback):
     def _write(self) -> None:
         atomic_write_json(self._state, {"history": self.history, "losses": self.losses, "best_epoch": self.best_epoch,
                                         "best_value": self.best_value, "monitor": self.monitor,
-                                        "finished": self.finished})
+                                        "finished": self.finished, "fingerprint": self.fingerprint})
 
     def on_train_begin(self, logs=None):
         self.load()
@@ -64,6 +70,10 @@ class BestEpoch(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         value = float(self.evaluate()[self.monitor])
         number = epoch + 1
+        # an epoch measured before a kill but not backed up runs again: keep its new value only
+        keep = [i for i, (e, _) in enumerate(self.history) if e < number]
+        self.history = [self.history[i] for i in keep]
+        self.losses = [self.losses[i] for i in keep if i < len(self.losses)]
         self.history.append((number, value))
         if logs is not None:
             self.losses.append(float(logs.get("loss", float("nan"))))

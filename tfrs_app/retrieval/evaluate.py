@@ -123,8 +123,9 @@ def ranking_metrics(ranked: np.ndarray, relevant: Sequence[set], ks: Sequence[in
 def full_rank_mrr(scores_fn, relevant: Sequence[set], exclude: Sequence[np.ndarray], batch_size: int = 1024) -> float:
     """Mean of 1 / (rank of the best-scored relevant item) over the whole catalog, excluded rows
     removed; queries without a relevant item are skipped (as in ``ranking_metrics``). Rank is
-    1 + the number of rows scoring strictly higher (ties in the item's favour, as in
-    ``event_accuracy``)."""
+    1 + the rows scoring strictly higher + half the other rows scoring the same (the expected
+    rank under a random tie-break, so a baseline whose scores are mostly 0 gains nothing from
+    its ties)."""
     reciprocal = []
     for start in range(0, len(relevant), batch_size):
         stop = min(start + batch_size, len(relevant))
@@ -135,32 +136,43 @@ def full_rank_mrr(scores_fn, relevant: Sequence[set], exclude: Sequence[np.ndarr
                 continue
             scores[i, exclude[start + i]] = -np.inf
             best = scores[i, rows].max()
-            reciprocal.append(1.0 / (1 + np.count_nonzero(scores[i] > best)))
+            above = np.count_nonzero(scores[i] > best)
+            ties = np.count_nonzero(scores[i] == best) - 1
+            reciprocal.append(1.0 / (1 + above + 0.5 * ties))
     return float(np.mean(reciprocal))
+
+
+def _expected_hits(above: np.ndarray, tied: np.ndarray, k: int) -> np.ndarray:
+    """P(item in the top k) when ``above`` rows score higher and ``tied`` rows (itself included)
+    score the same, ties broken at random: the free slots k - above shared among the tied rows."""
+    return np.clip((k - above) / np.maximum(tied, 1), 0.0, 1.0)
 
 
 def event_accuracy(scores_fn, eval_set: EvalSet, ks: Sequence[int], batch_size: int = 2048) -> dict[str, float]:
     """``top_K_accuracy`` (nothing excluded, as FactorizedTopK) and ``top_K_accuracy_excl`` (the
     user's known items removed first) over held-out events. ``scores_fn(start, stop)`` gives the
-    event queries' scores [b, N]. An event's item is in the top K when fewer than K rows score
-    strictly higher (FactorizedTopK's ``tf.math.top_k`` breaks exact ties by index instead)."""
-    hits = {k: 0 for k in ks}
-    hits_excl = {k: 0 for k in ks}
+    event queries' scores [b, N]. An event counts as the probability that its item is in the top
+    K under a random tie-break: 1 when fewer than K rows score at least as high, 0 when K or
+    more score strictly higher, else the share of the remaining slots among the tied rows (with
+    distinct scores, as a trained model's, this is FactorizedTopK's count exactly)."""
+    hits = {k: 0.0 for k in ks}
+    hits_excl = {k: 0.0 for k in ks}
     n = len(eval_set.event_items)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         scores = np.array(scores_fn(start, stop), dtype=np.float32, copy=True)
         rows = eval_set.event_items[start:stop]
         target = scores[np.arange(stop - start), rows][:, None]
-        above = np.count_nonzero(scores > target, axis=1)
+        above, tied = np.count_nonzero(scores > target, axis=1), np.count_nonzero(scores == target, axis=1)
         for i, user in enumerate(eval_set.event_users[start:stop]):
             scores[i, eval_set.known[user]] = -np.inf
         target_excl = scores[np.arange(stop - start), rows][:, None]
-        above_excl = np.where(np.isneginf(target_excl[:, 0]), scores.shape[1],
-                              np.count_nonzero(scores > target_excl, axis=1))
+        removed = np.isneginf(target_excl[:, 0])  # the item is among the known ones: never served
+        above_excl = np.count_nonzero(scores > target_excl, axis=1)
+        tied_excl = np.count_nonzero(scores == target_excl, axis=1)
         for k in ks:
-            hits[k] += int(np.count_nonzero(above < k))
-            hits_excl[k] += int(np.count_nonzero(above_excl < k))
+            hits[k] += float(_expected_hits(above, tied, k).sum())
+            hits_excl[k] += float(np.where(removed, 0.0, _expected_hits(above_excl, tied_excl, k)).sum())
     out = {}
     for k in ks:
         out[f"top_{k}_accuracy"] = hits[k] / n

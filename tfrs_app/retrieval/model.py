@@ -84,12 +84,13 @@ class RetrievalModel(tfrs.Model):
 
 
 def build_model(cfg: RetrievalConfig, space: FeatureSpace, seed: int = 0, catalog: Optional[pd.DataFrame] = None,
-                steps_per_epoch: Optional[int] = None) -> RetrievalModel:
+                decay_steps: Optional[int] = None) -> RetrievalModel:
     """The one place a retrieval config becomes layers.
 
     ``catalog`` (the items to draw sampled negatives from) is needed only to train with
-    ``num_sampled_negatives``; ``steps_per_epoch`` only for a decaying ``lr_schedule``. A model
-    rebuilt to load weights needs neither (the sampler holds no variables).
+    ``num_sampled_negatives``; ``decay_steps`` (optimizer steps to decay over) only for a
+    decaying ``lr_schedule``. A model rebuilt to load weights needs neither (the sampler holds
+    no variables).
     """
     query = QueryTower(
         user_vocabulary=space.user_ids,
@@ -134,9 +135,8 @@ def build_model(cfg: RetrievalConfig, space: FeatureSpace, seed: int = 0, catalo
     model = RetrievalModel(query, candidate, cfg.temperature, cfg.use_logq, cfg.remove_accidental_hits,
                            sampler, cfg.num_hard_negatives, cfg.sampled_logq)
     learning_rate = cfg.learning_rate
-    if cfg.lr_schedule == "cosine" and steps_per_epoch:
-        learning_rate = tf.keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.epochs * steps_per_epoch,
-                                                                  alpha=0.1)
+    if cfg.lr_schedule == "cosine" and decay_steps:
+        learning_rate = tf.keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps, alpha=0.1)
     optimizer = (tf.keras.optimizers.Adagrad if cfg.optimizer == "adagrad" else tf.keras.optimizers.Adam)
     model.compile(optimizer=optimizer(learning_rate=learning_rate))
     return model

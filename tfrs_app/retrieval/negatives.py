@@ -94,7 +94,6 @@ def hard_negative_mask(query: tf.Tensor, sampled_candidates: tf.Tensor, batch_id
     hit = tf.equal(batch_ids[:, None], sampled_ids[None, :])
     scores = tf.where(hit, tf.fill(tf.shape(scores), -np.inf), scores)
     k = tf.minimum(num_hard, tf.shape(scores)[1])
-    _, best = tf.math.top_k(scores, k=k)  # [B, k]
-    keep = tf.reduce_any(tf.cast(tf.one_hot(best, tf.shape(scores)[1]), tf.bool), axis=1)  # [B, S]
-    keep = tf.logical_and(keep, tf.logical_not(hit))
+    kth = tf.math.top_k(scores, k=k).values[:, -1:]  # [B, 1]: the k-th best sampled score (ties may add rows)
+    keep = tf.logical_and(scores >= kth, tf.logical_not(hit))  # [B, S]
     return tf.concat([tf.ones(tf.stack([tf.shape(query)[0], num_in_batch]), tf.bool), keep], axis=1)

@@ -18,6 +18,7 @@ without a gain, and the best epoch's weights are the ones saved (``early_stoppin
 """
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -108,29 +109,34 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
         epochs = int(best.best_epoch)
         tf.keras.utils.set_random_seed(cfg.seed)
         refit, refit_history, refit_seconds, _ = fit(replace(cfg, **{"retrieval.epochs": epochs}), strategy,
-                                                     known.reset_index(drop=True), space, catalog, None, "_refit")
+                                                     known.reset_index(drop=True), space, catalog, None, "_refit",
+                                                     schedule_epochs=cfg.retrieval.epochs)
         final = TrainedRetrieval(cfg, space, refit, catalog, splits)
         metrics["refit"] = {"epochs": epochs, "train_seconds": refit_seconds,
                             "loss": [float(v) for v in refit_history["loss"]],
                             "optimizer_steps": int(refit.optimizer.iterations.numpy()), "events": len(known)}
         metrics["train_seconds"] += refit_seconds
     save_towers(final.model, run_dir / "retrieval" / "checkpoint")
-    if best:
-        shutil.rmtree(best.directory, ignore_errors=True)
     metrics.update(evaluate(validated, final))
     atomic_write_json(run_dir / "retrieval" / "metrics.json", metrics)
+    if best:  # only now: a crash in evaluation resumes without retraining
+        shutil.rmtree(best.directory, ignore_errors=True)
     return metrics
 
 
 def fit(cfg: Config, strategy, events: pd.DataFrame, space: FeatureSpace, catalog: pd.DataFrame,
-        splits: Optional[Splits], phase: str, callbacks: Sequence[tf.keras.callbacks.Callback] = ()):
+        splits: Optional[Splits], phase: str, callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+        schedule_epochs: Optional[int] = None):
     """One Keras fit of fresh towers on ``events``: (model, history dict, seconds, BestEpoch or
     None). ``splits`` given: early stopping on its validation split. ``phase`` names the backup
-    and TensorBoard folders (``retrieval/backup<phase>``, ``logs/retrieval<phase>``)."""
+    and TensorBoard folders (``retrieval/backup<phase>``, ``logs/retrieval<phase>``).
+    ``schedule_epochs``: the learning-rate schedule's horizon (default: ``retrieval.epochs``), so
+    a refit for the best epoch count follows the validated run's rates, not a faster decay."""
     run_dir = Path(cfg.run_dir)
     steps_per_epoch = -(-len(events) // cfg.retrieval.batch_size)
+    horizon = (schedule_epochs or cfg.retrieval.epochs) * steps_per_epoch
     with strategy.scope():
-        model = build_model(cfg.retrieval, space, cfg.seed, catalog, steps_per_epoch)
+        model = build_model(cfg.retrieval, space, cfg.seed, catalog, horizon)
         build_towers(model, events, space)
     best = early_stopping(cfg, model, splits, catalog) if splits is not None else None
     if best is not None and best.finished:  # phase 1 ended before an interruption: its best weights stand
@@ -139,8 +145,8 @@ def fit(cfg: Config, strategy, events: pd.DataFrame, space: FeatureSpace, catalo
     dataset = training_dataset(events, space, cfg.retrieval.batch_size, cfg.seed)
     backup = run_dir / "retrieval" / f"backup{phase}"
     callbacks = [
+        *([best] if best else []),  # first: measured before the backup, and before TensorBoard logs it
         tf.keras.callbacks.BackupAndRestore(str(backup)),
-        *([best] if best else []),  # before TensorBoard, which then logs its val_<metric>
         tf.keras.callbacks.TensorBoard(str(run_dir / "logs" / f"retrieval{phase}"), update_freq="epoch"),
         *callbacks,
     ]
@@ -199,8 +205,10 @@ def early_stopping(cfg: Config, model: RetrievalModel, splits: Splits, catalog: 
         return ranking_metrics(ranked, eval_set.relevant, ks)
 
     checkpoint = tf.train.Checkpoint(query_tower=model.query_tower, candidate_tower=model.candidate_tower)
+    fingerprint = json.dumps({"retrieval": cfg.to_dict()["retrieval"], "data": cfg.to_dict()["data"],
+                              "seed": cfg.seed}, sort_keys=True)
     return BestEpoch(validate, r.early_stopping_metric, r.early_stopping_patience,
-                     Path(cfg.run_dir) / "retrieval" / "best", checkpoint)
+                     Path(cfg.run_dir) / "retrieval" / "best", checkpoint, fingerprint)
 
 
 def training_dataset(train: pd.DataFrame, space: FeatureSpace, batch_size: int, seed: int) -> tf.data.Dataset:
