@@ -33,22 +33,28 @@ def test_loader_joins_ratings_with_movies_and_maps_labels(movielens):
 
 
 def test_logq_model_beats_popularity_and_the_tfrs_tutorial(movielens_manual_dir, tfds_data_dir, tmp_path):
-    """Random 80/20 protocol of the TFRS tutorials, per-user metrics excluding seen items."""
+    """Random 80/20 protocol of the TFRS tutorials (validation carved out of the 80, so the test
+    20% is the tutorials' own), per-user metrics excluding seen items."""
     from tfrs_app.retrieval.train import run
     from tfrs_app.stages import build_index, export
 
     data = [f"data.manual_dir={movielens_manual_dir}", f"data.data_dir={tfds_data_dir}",
-            "data.source=movielens/latest-small", "data.split=random", "data.val_fraction=0.0",
-            "data.test_fraction=0.2"]
-    ours = run(load_config(CONFIGS / "movielens.yaml", data + [f"run_dir={tmp_path / 'ours'}"]))
-    tutorial = run(load_config(CONFIGS / "tfrs_tutorial.yaml", data + [f"run_dir={tmp_path / 'tutorial'}"]))
-    o, t, p = ours["test"]["model"], tutorial["test"]["model"], ours["test"]["popularity"]
-    for metric in ("recall@100", "top_100_accuracy", "recall@10"):
+            "data.source=movielens/latest-small", "data.split=random", "data.test_fraction=0.2"]
+    ours = run(load_config(CONFIGS / "movielens.yaml", data + ["data.val_fraction=0.1", f"run_dir={tmp_path / 'ours'}"]))
+    tutorial = run(load_config(CONFIGS / "tfrs_tutorial.yaml", data + ["data.val_fraction=0.0", "retrieval.use_logq=true",
+                                                                         f"run_dir={tmp_path / 'tutorial'}"]))
+    o, t = ours["test"]["model"], tutorial["test"]["model"]
+    p, knn = ours["test"]["popularity"], ours["test"]["item_knn"]
+    for metric in ("recall@100", "ndcg@10", "top_100_accuracy"):
         assert o[metric] > p[metric], (metric, o, p)
+        assert o[metric] > knn[metric], (metric, o, knn)
+    # nDCG@10 against the tutorial towers + logQ is a tie here (0.290 vs 0.289), not asserted
+    for metric in ("recall@100", "top_100_accuracy"):
         assert o[metric] > t[metric], (metric, o, t)
+    # bench/retrieval_quality.py: 0.220 vs 0.192 (+15%) top-100 accuracy over the tutorial towers with logQ
+    assert o["top_100_accuracy"] >= 1.1 * t["top_100_accuracy"], (o, t)
     assert o["recall@100"] > 1.1 * p["recall@100"]
-    # Popularity still puts a hit first more often on this small log (nDCG@10, MRR): said in the README.
-    assert o["ndcg@10"] > t["ndcg@10"]
+    assert ours["early_stopping"]["best_epoch"] < len(ours["loss"]) <= 20  # stopped on validation
 
     report = build_index(tmp_path / "ours")
     assert report["recall@10"] >= 0.9
