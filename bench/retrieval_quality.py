@@ -101,7 +101,7 @@ def train(dataset: str, protocol: str, name: str, overrides: list[str], args, tm
     return metrics
 
 
-def pick(metrics: dict, split: str) -> dict | None:
+def pick(metrics: dict | None) -> dict | None:
     return None if metrics is None else {key: metrics[key] for key in COLUMNS + ["num_queries"]}
 
 
@@ -112,7 +112,7 @@ def bench_cell(dataset: str, protocol: str, args, tmp: str) -> dict:
     raw["ours"] = ours
     for b in BASELINES:
         if b in ours["test"]:
-            rows[b] = {"val": pick(ours.get("val", {}).get(b), "val"), "test": pick(ours["test"][b], "test"),
+            rows[b] = {"val": pick(ours.get("val", {}).get(b)), "test": pick(ours["test"][b]),
                        "train_seconds": ours["baselines"][b]["fit_seconds"], "params": ours["baselines"][b]["params"]}
     for name, extra in (("tutorial", []), ("tutorial_logq", ["retrieval.use_logq=true"])):
         # no validation: the tutorial's fixed epochs see train + validation, as ours' refit does
@@ -120,17 +120,17 @@ def bench_cell(dataset: str, protocol: str, args, tmp: str) -> dict:
         m = train(dataset, protocol, name, tutorial_overrides() + extra + ["retrieval.baselines=[]",
                                                                             "data.val_fraction=0.0"], args, tmp)
         raw[name] = m
-        rows[name] = {"val": pick(m.get("val", {}).get("model"), "val"), "test": pick(m["test"]["model"], "test"),
+        rows[name] = {"val": pick(m.get("val", {}).get("model")), "test": pick(m["test"]["model"]),
                       "train_seconds": m["train_seconds"], "epochs": len(m["loss"])}
-    rows["ours"] = {"val": pick(ours.get("val", {}).get("model"), "val"), "test": pick(ours["test"]["model"], "test"),
+    rows["ours"] = {"val": pick(ours.get("val", {}).get("model")), "test": pick(ours["test"]["model"]),
                     "train_seconds": ours["train_seconds"], "epochs": len(ours["loss"]),
                     "best_epoch": (ours.get("early_stopping") or {}).get("best_epoch")}
     if args.ablations and protocol in args.ablation_protocols and dataset in args.ablation_datasets:
         for name, extra in ABLATIONS.items():
             m = train(dataset, protocol, name, extra + ["retrieval.baselines=[]"], args, tmp)
             raw[name] = m
-            rows[f"ours:{name}"] = {"val": pick(m.get("val", {}).get("model"), "val"),
-                                    "test": pick(m["test"]["model"], "test"), "train_seconds": m["train_seconds"],
+            rows[f"ours:{name}"] = {"val": pick(m.get("val", {}).get("model")),
+                                    "test": pick(m["test"]["model"]), "train_seconds": m["train_seconds"],
                                     "epochs": len(m["loss"]),
                                     "best_epoch": (m.get("early_stopping") or {}).get("best_epoch")}
     ratios = {base: {key: rows["ours"]["test"][key] / rows[base]["test"][key] if rows[base]["test"][key] else None

@@ -80,8 +80,10 @@ class DataConfig:
             raise ConfigError(f"{where}.source: must be one of {sorted(allowed)}, got {self.source!r}")
         if self.source in ("csv", "parquet") and not self.path:
             raise ConfigError(f"{where}.path: required when source is {self.source!r}")
-        if self.split not in ("time", "random", "leave_last_out"):
-            raise ConfigError(f"{where}.split: must be 'time', 'random' or 'leave_last_out', got {self.split!r}")
+        from tfrs_app.data.splits import SPLITS
+
+        if self.split not in SPLITS:
+            raise ConfigError(f"{where}.split: must be one of {list(SPLITS)}, got {self.split!r}")
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -176,10 +178,11 @@ class RetrievalConfig:
         if self.negative_sampling not in ("uniform", "popularity"):
             raise ConfigError(f"{where}.negative_sampling: must be 'uniform' or 'popularity', "
                               f"got {self.negative_sampling!r}")
-        known = ("popularity", "recent_popularity", "item_knn", "ease")
-        unknown = [b for b in self.baselines if b not in known]
+        from tfrs_app.retrieval.baselines import BASELINES
+
+        unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
-            raise ConfigError(f"{where}.baselines: unknown {unknown}; choose from {list(known)}")
+            raise ConfigError(f"{where}.baselines: unknown {unknown}; choose from {list(BASELINES)}")
         if self.sampled_logq not in ("mixture", "batch_frequency"):
             raise ConfigError(f"{where}.sampled_logq: must be 'mixture' or 'batch_frequency', got {self.sampled_logq!r}")
         if self.negative_alpha < 0:

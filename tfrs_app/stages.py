@@ -41,7 +41,7 @@ def candidate_embeddings(trained: TrainedRetrieval) -> tuple[np.ndarray, np.ndar
 def held_out_queries(trained: TrainedRetrieval, limit: int) -> np.ndarray:
     """Query embeddings of the test users (as of the end of train+val), at most ``limit``."""
     splits = trained.splits
-    known = pd.concat([splits.train, splits.val], ignore_index=True)
+    known = splits.known()
     eval_set = build_eval_set(known, splits.test, trained.catalog, trained.cfg.data.history_length)
     queries = embed(trained.model.query_tower, eval_set.user_queries)
     return queries[:limit]
@@ -63,7 +63,7 @@ def held_out_users(trained: TrainedRetrieval, limit: int, user_features: Optiona
     """The first ``limit`` test users the model knows (in its user vocabulary). ``user_features``:
     the user_<f> columns to carry (default: the query tower's)."""
     splits = trained.splits
-    known = pd.concat([splits.train, splits.val], ignore_index=True)
+    known = splits.known()
     firsts = splits.test.drop_duplicates("user_id")
     firsts = firsts[firsts["user_id"].isin(trained.space.user_ids)].head(limit)
     seen = known.groupby("user_id")["item_id"].apply(lambda items: list(items)[::-1])

@@ -67,3 +67,10 @@ def test_leave_last_out_breaks_same_second_ties_at_random_under_the_seed():
     a, b = split(f, "leave_last_out", 0.1, 0.1, seed=4), split(f, "leave_last_out", 0.1, 0.1, seed=4)
     pd.testing.assert_frame_equal(a.test, b.test)
     assert set(a.train["item_id"]) >= {"1", "2"}  # earlier seconds stay in train
+
+
+def test_known_is_train_and_validation_in_time_order():
+    s = random_split(frame(list(range(100))), 0.1, 0.2, seed=0)
+    known = s.known()
+    assert len(known) == 80 and known["timestamp"].is_monotonic_increasing
+    assert set(known["item_id"]) == set(s.train["item_id"]) | set(s.val["item_id"])

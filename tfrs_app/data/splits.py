@@ -26,6 +26,13 @@ class Splits:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
+    def known(self) -> pd.DataFrame:
+        """Train + validation, time-sorted (stable): what is known before test. Histories read the
+        last rows of a user, so the frame must be in time order (a random split's parts are not
+        when merely concatenated)."""
+        both = pd.concat([self.train, self.val], ignore_index=True)
+        return both.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
 
 def time_split(events: pd.DataFrame, val_fraction: float = 0.1, test_fraction: float = 0.1) -> Splits:
     """Cuts at time quantiles; events sharing a timestamp never straddle a cut.
@@ -65,13 +72,10 @@ def leave_last_out_split(events: pd.DataFrame, use_val: bool = True, seed: int =
     if np.any(np.diff(times) < 0):
         raise ValueError("leave_last_out_split: events must be sorted by timestamp")
     users = pd.factorize(events["user_id"])[0]
-    order = np.lexsort((np.random.default_rng(seed).random(len(events)), times, users))
-    rank = np.empty(len(events), dtype=np.int64)
-    rank[order] = np.arange(len(events))  # position in (user, time, random) order
-    frame = pd.DataFrame({"user": users, "rank": rank})
-    grouped = frame.groupby("user", sort=False)["rank"]
-    from_end = (grouped.rank(ascending=False, method="first") - 1).to_numpy().astype(np.int64)  # 0 = last
-    size = grouped.transform("size").to_numpy()
+    order = np.lexsort((np.random.default_rng(seed).random(len(events)), times, users))  # by user, time, random
+    from_end = np.empty(len(events), dtype=np.int64)
+    from_end[order] = pd.Series(users[order]).groupby(users[order]).cumcount(ascending=False).to_numpy()  # 0 = last
+    size = np.bincount(users)[users]
     held = 2 if use_val else 1
     eligible = size >= held + 1
     test = eligible & (from_end == 0)

@@ -56,7 +56,7 @@ def split_examples(cfg: Config, data: RunData, name: str) -> RankingExamples:
     splits = data.splits
     target = {"train": splits.train, "val": splits.val, "test": splits.test}[name]
     context = {"train": splits.train.iloc[:0], "val": splits.train,
-               "test": pd.concat([splits.train, splits.val], ignore_index=True)}[name]
+               "test": splits.known()}[name]
     r = cfg.ranker
     return ranking_examples(target, context, data.catalog, data.space, r.negatives_per_positive,
                             r.negative_sampling_power, cfg.seed + SPLIT_SEEDS[name], r.use_position)

@@ -44,7 +44,7 @@ def evaluate_baselines(names: Sequence[str], splits: Splits, catalog: pd.DataFra
     train = splits.train[splits.train["item_id"].isin(row_of.index)]
     item_rows = row_of[train["item_id"]].to_numpy()
     if refit:
-        known = pd.concat([splits.train, splits.val], ignore_index=True).sort_values("timestamp", kind="stable")
+        known = splits.known()
         known = known[known["item_id"].isin(row_of.index)]
     out = {}
     for name in names:

@@ -204,6 +204,5 @@ def evaluate_model(model, catalog: pd.DataFrame, eval_set: EvalSet, ks: Sequence
 def evaluate_baseline(baseline, eval_set: EvalSet, ks: Sequence[int]) -> dict[str, float]:
     """All metrics of a fitted baseline (``tfrs_app.retrieval.baselines``), which scores a user
     from the set of items met in ``known``; an event is scored as its user."""
-    users = np.concatenate([baseline.score(eval_set.known[a:a + 1024]) for a in range(0, len(eval_set.known), 1024)]) \
-        if eval_set.known else np.zeros((0, 0), np.float32)
+    users = np.concatenate([baseline.score(eval_set.known[a:a + 1024]) for a in range(0, len(eval_set.known), 1024)])
     return evaluate_scores(lambda a, b: users[a:b], lambda a, b: users[eval_set.event_users[a:b]], eval_set, ks)

@@ -105,11 +105,11 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
     validated = TrainedRetrieval(cfg, space, model, catalog, splits)
     final = validated
     if best and cfg.retrieval.refit_on_validation:
-        known = pd.concat([splits.train, splits.val], ignore_index=True).sort_values("timestamp", kind="stable")
+        known = splits.known()
         epochs = int(best.best_epoch)
         tf.keras.utils.set_random_seed(cfg.seed)
         refit, refit_history, refit_seconds, _ = fit(replace(cfg, **{"retrieval.epochs": epochs}), strategy,
-                                                     known.reset_index(drop=True), space, catalog, None, "_refit",
+                                                     known, space, catalog, None, "_refit",
                                                      schedule_epochs=cfg.retrieval.epochs)
         final = TrainedRetrieval(cfg, space, refit, catalog, splits)
         metrics["refit"] = {"epochs": epochs, "train_seconds": refit_seconds,
@@ -166,7 +166,7 @@ def evaluate(trained: TrainedRetrieval, final: Optional[TrainedRetrieval] = None
     final = final or trained
     cfg, splits = trained.cfg, trained.splits
     ks = cfg.retrieval.eval_ks
-    sets = {"test": build_eval_set(pd.concat([splits.train, splits.val], ignore_index=True), splits.test,
+    sets = {"test": build_eval_set(splits.known(), splits.test,
                                    trained.catalog, cfg.data.history_length, cfg.retrieval.exclude_seen)}
     if len(splits.val):
         sets["val"] = build_eval_set(splits.train, splits.val, trained.catalog, cfg.data.history_length,

@@ -17,6 +17,7 @@ unit tests can use it without paying for a TF start-up.
 """
 from __future__ import annotations
 
+import abc
 import math
 import numbers
 from typing import ClassVar, Sequence
@@ -100,7 +101,7 @@ def interaction_matrix(rows: Sequence[np.ndarray] | np.ndarray, num_items: int,
     return x
 
 
-class Baseline:
+class Baseline(abc.ABC):
     """Base class: validates inputs, keeps the global item counts, fills the popularity fallback.
 
     Subclasses set ``name`` and implement ``_fit(train, item_rows)`` and ``_score(x)`` where ``x``
@@ -148,11 +149,13 @@ class Baseline:
             scores[empty] = FALLBACK_SCALE * self.item_counts_ / self.item_counts_.max()
         return scores
 
-    def _fit(self, train: pd.DataFrame, item_rows: np.ndarray) -> None:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _fit(self, train: pd.DataFrame, item_rows: np.ndarray) -> None:
+        """Learns from the training events (their catalog rows given)."""
 
-    def _score(self, x: sp.csr_matrix) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _score(self, x: sp.csr_matrix) -> np.ndarray:
+        """Scores [batch, num_items] for the binary histories ``x`` [batch, num_items]."""
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_") and k != "num_items")
