@@ -67,6 +67,7 @@ ABLATIONS = {  # each switches one setting of ours
     "no_item_text_genres": ["retrieval.use_text=false", "retrieval.use_genres=false"],
     "no_id_dropout": ["retrieval.id_dropout=0.0"],
     "no_l2_norm": ["retrieval.l2_normalize=false", "retrieval.temperature=1.0"],
+    "no_item_bias": ["retrieval.item_bias=false"],
     "temperature_0.05": ["retrieval.temperature=0.05"],
     "adagrad": ["retrieval.optimizer=adagrad", "retrieval.learning_rate=0.1"],
     "cosine_lr": ["retrieval.lr_schedule=cosine"],

@@ -127,10 +127,19 @@ class RetrievalConfig:
     remove_accidental_hits: bool = True
     temperature: float = 0.2
     l2_normalize: bool = True
+    # A learned scalar b_i per item added to the score (q . c + b_i, carried as one extra
+    # embedding column, so indexes and exports are unchanged): with L2-normalised towers, the
+    # item's prior cannot live in a vector norm. Chosen on validation: it raised Recall@100 and
+    # nDCG@10 on ml-latest-small (random, time) and nDCG@10 on the synthetic log (README).
+    item_bias: bool = True
     optimizer: str = "adam"  # adam | adagrad
     learning_rate: float = 0.003
     lr_schedule: str = "constant"  # constant | cosine (decays to 10% over ``epochs``)
     batch_size: int = 2048
+    # > 0: each training event weighs 0.5 ** (age / half-life), age in days before the newest
+    # training event (weights rescaled to mean 1), so a drifting log's recent tastes and
+    # popularity dominate; 0 weighs every event alike.
+    recency_half_life_days: float = 0.0
     epochs: int = 20  # the most epochs; early stopping on validation usually ends far sooner
     # Early stopping on the validation split's ``early_stopping_metric`` (a per-user metric such as
     # recall@100, seen items excluded), best epoch's weights restored; 0 turns it off. Off by
@@ -169,7 +178,7 @@ class RetrievalConfig:
         if metric not in ("recall", "ndcg", "mrr", "hit_rate") or not k.isdigit() or int(k) not in self.eval_ks:
             raise ConfigError(f"{where}.early_stopping_metric: must be recall|ndcg|mrr|hit_rate@k with k in eval_ks "
                               f"{list(self.eval_ks)}, got {self.early_stopping_metric!r}")
-        for name in ("num_sampled_negatives", "num_hard_negatives"):
+        for name in ("num_sampled_negatives", "num_hard_negatives", "recency_half_life_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
         if self.num_hard_negatives > self.num_sampled_negatives:

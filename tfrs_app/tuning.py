@@ -39,6 +39,7 @@ def define_space(hp, stage: str) -> dict[str, Any]:
             "retrieval.learning_rate": hp.Float("learning_rate", 1e-3, 1e-2, sampling="log"),
             "retrieval.id_dropout": hp.Float("id_dropout", 0.0, 0.5, step=0.1),
             "retrieval.use_logq": hp.Boolean("use_logq", default=True),
+            "retrieval.item_bias": hp.Boolean("item_bias", default=True),
             "retrieval.temperature": hp.Float("temperature", 0.05, 1.0, sampling="log"),
             "retrieval.use_history": hp.Boolean("use_history", default=True),
             "retrieval.num_sampled_negatives": hp.Choice("num_sampled_negatives", [0, 256, 1024]),

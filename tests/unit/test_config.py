@@ -41,6 +41,8 @@ def test_yaml_and_overrides_apply_in_order(tmp_path):
     ("retrieval.lr_schedule=step", "retrieval.lr_schedule"),
     ("retrieval.history_dropout=1.0", "retrieval.history_dropout"),
     ("retrieval.baselines=[ease, slim]", "retrieval.baselines"),
+    ("retrieval.recency_half_life_days=-30", "retrieval.recency_half_life_days"),
+    ("retrieval.item_bias=sometimes", "retrieval.item_bias"),
 ])
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):

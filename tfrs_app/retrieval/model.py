@@ -80,6 +80,7 @@ class RetrievalModel(tfrs.Model):
             candidate_ids=ids if self.remove_accidental_hits else None,
             compute_metrics=False,
             score_mask=mask,
+            sample_weight=features.get("sample_weight") if training else None,
         )
 
 
@@ -108,6 +109,7 @@ def build_model(cfg: RetrievalConfig, space: FeatureSpace, seed: int = 0, catalo
         time_range=space.time_range,
         use_time=cfg.use_time,
         l2_normalize=cfg.l2_normalize,
+        item_bias=cfg.item_bias,
         seed=seed,
         name="query_tower",
     )
@@ -122,6 +124,7 @@ def build_model(cfg: RetrievalConfig, space: FeatureSpace, seed: int = 0, catalo
         use_text=cfg.use_text,
         use_genres=cfg.use_genres,
         l2_normalize=cfg.l2_normalize,
+        item_bias=cfg.item_bias,
         seed=seed,
         name="candidate_tower",
     )

@@ -37,18 +37,26 @@ class IdEmbedding(tf.keras.layers.Layer):
     sensible "unknown" vector and the other features learn to carry the signal (cold start).
     """
 
-    def __init__(self, vocabulary: Sequence[str], output_dim: int, dropout: float = 0.0, seed: int = 0, **kwargs):
+    def __init__(self, vocabulary: Sequence[str], output_dim: int, dropout: float = 0.0, seed: int = 0,
+                 bias: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.lookup = tf.keras.layers.StringLookup(vocabulary=list(vocabulary), num_oov_indices=1)
         self.embedding = tf.keras.layers.Embedding(len(vocabulary) + 1, output_dim)
+        # A scalar per id, read on the same (dropped-out) index: the OOV row's bias is the prior of
+        # an unknown id. Zero-initialised, so training starts from the bias-free model.
+        self.bias = tf.keras.layers.Embedding(len(vocabulary) + 1, 1, embeddings_initializer="zeros",
+                                              name="bias") if bias else None
         self.dropout = dropout
         self.seed = seed
 
-    def call(self, ids: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:
+    def call(self, ids: tf.Tensor, training: Optional[bool] = None):
+        """[B, output_dim]; with ``bias``, ([B, output_dim], [B, 1])."""
         index = self.lookup(ids)
         if training and self.dropout > 0:
             drop = tf.random.uniform(tf.shape(index), seed=self.seed) < self.dropout
             index = tf.where(drop, tf.zeros_like(index), index)
+        if self.bias is not None:
+            return self.embedding(index), self.bias(index)
         return self.embedding(index)
 
 
@@ -62,15 +70,23 @@ class _Tower(tf.keras.Model):
     """Concatenates feature embeddings, then an MLP; an id-only tower with no hidden layers and
     a matching width is the bare embedding (the TFRS tutorial model)."""
 
-    def _setup_head(self, hidden_layers: Sequence[int], output_dim: int, bare: bool, l2_normalize: bool) -> None:
+    def _setup_head(self, hidden_layers: Sequence[int], output_dim: int, bare: bool, l2_normalize: bool,
+                    bias: bool = False) -> None:
         self.head = None if bare else _mlp(hidden_layers, output_dim, name="mlp")
         self.l2_normalize = l2_normalize
+        self.bias = bias
 
-    def _finish(self, parts: list[tf.Tensor]) -> tf.Tensor:
+    def _finish(self, parts: list[tf.Tensor], bias: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """[B, output_dim], or [B, output_dim + 1] with the bias column: the query tower appends
+        1 and the candidate tower the item's bias b_i, so query . candidate = q . c + b_i stays one
+        dot product (ScaNN, exact and the exports need nothing else)."""
         x = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
         if self.head is not None:
             x = self.head(x)
-        return tf.math.l2_normalize(x, axis=1) if self.l2_normalize else x
+        x = tf.math.l2_normalize(x, axis=1) if self.l2_normalize else x
+        if self.bias:
+            x = tf.concat([x, tf.ones_like(x[:, :1]) if bias is None else bias], axis=1)
+        return x
 
 
 class QueryTower(_Tower):
@@ -85,7 +101,7 @@ class QueryTower(_Tower):
                  time_boundaries: Sequence[float], embedding_dim: int = 64, hidden_layers: Sequence[int] = (128,),
                  output_dim: int = 64, id_dropout: float = 0.1, use_history: bool = True, use_time: bool = True,
                  l2_normalize: bool = True, history_dropout: float = 0.0,
-                 time_range: Sequence[float] = (), seed: int = 0, **kwargs):
+                 time_range: Sequence[float] = (), item_bias: bool = False, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.history_dropout = history_dropout
         self.user = IdEmbedding(user_vocabulary, embedding_dim, id_dropout, seed, name="user_id")
@@ -111,7 +127,7 @@ class QueryTower(_Tower):
             self.time_bucket = tf.keras.layers.Discretization(bin_boundaries=list(time_boundaries))
             self.time_embedding = tf.keras.layers.Embedding(len(time_boundaries) + 1, max(8, embedding_dim // 4))
         bare = not (self.user_features or use_history or use_time or hidden_layers) and embedding_dim == output_dim
-        self._setup_head(hidden_layers, output_dim, bare, l2_normalize)
+        self._setup_head(hidden_layers, output_dim, bare, l2_normalize, bias=item_bias)
 
     @property
     def user_feature_names(self) -> tuple[str, ...]:
@@ -143,9 +159,9 @@ class CandidateTower(_Tower):
     def __init__(self, item_vocabulary: Sequence[str], title_vocabulary: Sequence[str], genre_vocabulary: Sequence[str],
                  embedding_dim: int = 64, hidden_layers: Sequence[int] = (128,), output_dim: int = 64,
                  id_dropout: float = 0.1, use_text: bool = True, use_genres: bool = True, l2_normalize: bool = True,
-                 seed: int = 0, **kwargs):
+                 item_bias: bool = False, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.item = IdEmbedding(item_vocabulary, embedding_dim, id_dropout, seed + 1, name="item_id")
+        self.item = IdEmbedding(item_vocabulary, embedding_dim, id_dropout, seed + 1, bias=item_bias, name="item_id")
         self.title = None
         if use_text and title_vocabulary:
             self.title_vectorizer = tf.keras.layers.TextVectorization(vocabulary=list(title_vocabulary))
@@ -156,13 +172,16 @@ class CandidateTower(_Tower):
                                                              num_oov_indices=1)
             self.genres = MaskedMeanEmbedding(len(genre_vocabulary) + 2, max(8, embedding_dim // 4), name="genres")
         bare = self.title is None and self.genres is None and not hidden_layers and embedding_dim == output_dim
-        self._setup_head(hidden_layers, output_dim, bare, l2_normalize)
+        self._setup_head(hidden_layers, output_dim, bare, l2_normalize, bias=item_bias)
 
     def call(self, features: Mapping[str, tf.Tensor], training: Optional[bool] = None) -> tf.Tensor:
-        parts = [self.item(features["item_id"], training=training)]
+        item, bias = self.item(features["item_id"], training=training), None
+        if self.bias:
+            item, bias = item
+        parts = [item]
         if self.title is not None:
             parts.append(self.title(self.title_vectorizer(features["item_title"])))
         if self.genres is not None:
             tokens = tf.strings.split(features["item_genres"], GENRE_SEPARATOR).to_tensor("")
             parts.append(self.genres(self.genre_lookup(tokens)))
-        return self._finish(parts)
+        return self._finish(parts, bias)

@@ -5,7 +5,9 @@ can pick it up without the data source:
 
     <run_dir>/config.yaml                    the resolved config
     <run_dir>/data/{train,val,test}.parquet  the splits; items.parquet, the catalog
-    <run_dir>/features.json                  vocabularies and stats (FeatureSpace)
+    <run_dir>/features.json                  vocabularies and stats (FeatureSpace), train split
+    <run_dir>/retrieval/features.json        the feature space the saved towers were built on:
+                                             train + validation after a refit, else the above
     <run_dir>/retrieval/checkpoint/          tower weights (tf.train.Checkpoint)
     <run_dir>/retrieval/metrics.json         val/test metrics of the model and of each baseline
     <run_dir>/logs/retrieval/                TensorBoard scalars
@@ -107,15 +109,20 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
     if best and cfg.retrieval.refit_on_validation:
         known = splits.known()
         epochs = int(best.best_epoch)
+        # The refit's own vocabularies and stats: users and items first seen in validation get
+        # ids, and the time features reach validation's last day (test follows it).
+        refit_space = FeatureSpace.fit(known, catalog, cfg.data.history_length, cfg.retrieval.time_buckets)
         tf.keras.utils.set_random_seed(cfg.seed)
         refit, refit_history, refit_seconds, _ = fit(replace(cfg, **{"retrieval.epochs": epochs}), strategy,
-                                                     known, space, catalog, None, "_refit",
+                                                     known, refit_space, catalog, None, "_refit",
                                                      schedule_epochs=cfg.retrieval.epochs)
-        final = TrainedRetrieval(cfg, space, refit, catalog, splits)
+        final = TrainedRetrieval(cfg, refit_space, refit, catalog, splits)
         metrics["refit"] = {"epochs": epochs, "train_seconds": refit_seconds,
                             "loss": [float(v) for v in refit_history["loss"]],
-                            "optimizer_steps": int(refit.optimizer.iterations.numpy()), "events": len(known)}
+                            "optimizer_steps": int(refit.optimizer.iterations.numpy()), "events": len(known),
+                            "users": len(refit_space.user_ids), "items": len(refit_space.item_ids)}
         metrics["train_seconds"] += refit_seconds
+    final.space.save(run_dir / "retrieval" / "features.json")  # before the checkpoint: load_trained pairs them
     save_towers(final.model, run_dir / "retrieval" / "checkpoint")
     metrics.update(evaluate(validated, final))
     atomic_write_json(run_dir / "retrieval" / "metrics.json", metrics)
@@ -142,7 +149,7 @@ def fit(cfg: Config, strategy, events: pd.DataFrame, space: FeatureSpace, catalo
     if best is not None and best.finished:  # phase 1 ended before an interruption: its best weights stand
         best.restore()
         return model, {"loss": best.losses}, 0.0, best
-    dataset = training_dataset(events, space, cfg.retrieval.batch_size, cfg.seed)
+    dataset = training_dataset(events, space, cfg.retrieval.batch_size, cfg.seed, cfg.retrieval.recency_half_life_days)
     backup = run_dir / "retrieval" / f"backup{phase}"
     callbacks = [
         *([best] if best else []),  # first: measured before the backup, and before TensorBoard logs it
@@ -211,13 +218,25 @@ def early_stopping(cfg: Config, model: RetrievalModel, splits: Splits, catalog: 
                      Path(cfg.run_dir) / "retrieval" / "best", checkpoint, fingerprint)
 
 
-def training_dataset(train: pd.DataFrame, space: FeatureSpace, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Shuffled batches of query inputs + candidate inputs + item_probability (for logQ)."""
+def training_dataset(train: pd.DataFrame, space: FeatureSpace, batch_size: int, seed: int,
+                     recency_half_life_days: float = 0.0) -> tf.data.Dataset:
+    """Shuffled batches of query inputs + candidate inputs + item_probability (for logQ), and
+    sample_weight [B] with a recency half-life."""
     features = query_features(train, with_history(train, space.history_length))
     features.update(candidate_features(train))
     features["item_probability"] = space.item_probability(train["item_id"].to_numpy())
+    if recency_half_life_days > 0:
+        features["sample_weight"] = recency_weights(train["timestamp"].to_numpy(), recency_half_life_days)
     data = tf.data.Dataset.from_tensor_slices(as_strings(features))
     return data.shuffle(len(train), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2)
+
+
+def recency_weights(timestamps: np.ndarray, half_life_days: float) -> np.ndarray:
+    """[N] float32 weights 0.5 ** (days before the newest timestamp / half_life_days), mean 1
+    (so the loss scale, hence the learning rate, means the same as unweighted)."""
+    age_days = (timestamps.max() - timestamps.astype(np.float64)) / 86400.0
+    weights = np.exp2(-age_days / half_life_days)
+    return (weights / weights.mean()).astype(np.float32)
 
 
 def build_towers(model: RetrievalModel, events: pd.DataFrame, space: FeatureSpace) -> None:
@@ -236,15 +255,20 @@ def save_towers(model: RetrievalModel, directory: Path) -> None:
 
 
 def load_trained(run_dir: str | Path) -> TrainedRetrieval:
-    """Rebuilds the trained model of a run directory (config, features, checkpoint, splits)."""
+    """Rebuilds the trained model of a run directory (config, its feature space, checkpoint, splits)."""
     run_dir = Path(run_dir)
     checkpoint = run_dir / "retrieval" / "checkpoint" / "towers"
+    space_path = run_dir / "retrieval" / "features.json"
     if not (run_dir / "config.yaml").exists() or not Path(str(checkpoint) + ".index").exists():
         raise FileNotFoundError(f"{run_dir}: no trained retrieval model here (run `tfrs-app train-retrieval` first)")
+    if not space_path.exists():
+        raise FileNotFoundError(f"{run_dir}: {space_path} is missing (a model trained before it was written); "
+                                "train again with `tfrs-app train-retrieval`")
     cfg = load_config(run_dir / "config.yaml")
     data = load_data(run_dir)
-    model = build_model(cfg.retrieval, data.space, cfg.seed)
-    build_towers(model, data.splits.train, data.space)
+    space = FeatureSpace.load(space_path)
+    model = build_model(cfg.retrieval, space, cfg.seed)
+    build_towers(model, data.splits.train, space)
     tf.train.Checkpoint(query_tower=model.query_tower, candidate_tower=model.candidate_tower).read(
         str(checkpoint)).assert_existing_objects_matched()
-    return TrainedRetrieval(cfg, data.space, model, data.catalog, data.splits)
+    return TrainedRetrieval(cfg, space, model, data.catalog, data.splits)
