@@ -66,6 +66,8 @@ ABLATIONS = {  # each switches one setting of ours
     "no_time": ["retrieval.use_time=false"],
     "no_item_text_genres": ["retrieval.use_text=false", "retrieval.use_genres=false"],
     "no_id_dropout": ["retrieval.id_dropout=0.0"],
+    "id_dropout_0.3": ["retrieval.id_dropout=0.3"],
+    "recency_365d": ["retrieval.recency_half_life_days=365"],
     "no_l2_norm": ["retrieval.l2_normalize=false", "retrieval.temperature=1.0"],
     "no_item_bias": ["retrieval.item_bias=false"],
     "temperature_0.05": ["retrieval.temperature=0.05"],
@@ -93,7 +95,8 @@ def data_overrides(dataset: str, protocol: str, args) -> list[str]:
 
 def train(dataset: str, protocol: str, name: str, overrides: list[str], args, tmp: str) -> dict:
     cfg = load_config(ROOT / "pipelines/configs" / DATASETS[dataset],
-                      data_overrides(dataset, protocol, args) + overrides + [f"run_dir={tmp}/{dataset}-{protocol}-{name}"])
+                      data_overrides(dataset, protocol, args) + overrides
+                      + [f"seed={args.seed}", f"run_dir={tmp}/{dataset}-{protocol}-{name}"])
     print(f"[{dataset}/{protocol}] {name}: at most {cfg.retrieval.epochs} epochs in {cfg.run_dir}", flush=True)
     started = time.perf_counter()
     metrics = run(cfg)
@@ -179,6 +182,7 @@ def main() -> int:
     parser.add_argument("--ablations", action="store_true", help="also run ABLATIONS (variants of ours)")
     parser.add_argument("--ablation-protocols", nargs="+", choices=list(PROTOCOLS), default=["time"])
     parser.add_argument("--ablation-datasets", nargs="+", choices=sorted(DATASETS), default=["movielens"])
+    parser.add_argument("--seed", type=int, default=0, help="the models' seed (the splits keep data.seed)")
     parser.add_argument("--out", default=str(ROOT / "bench/results/retrieval_quality.json"))
     args = parser.parse_args()
     args.manual_dir, args.data_dir = os.path.abspath(args.manual_dir), os.path.abspath(args.data_dir)
