@@ -90,7 +90,7 @@ class _Tower(tf.keras.Model):
 
 
 class QueryTower(_Tower):
-    """features -> [B, output_dim].
+    """features -> [B, output_dim], [B, output_dim + 1] with ``item_bias`` (a constant 1 last).
 
     features: user_id [B] str; user_<f> [B] str for each name in ``user_feature_vocabs``;
     timestamp [B] int64 (Unix s); history [B, L] str, any L, "" pads, unknown ids allowed.
@@ -154,7 +154,8 @@ class QueryTower(_Tower):
 
 
 class CandidateTower(_Tower):
-    """features -> [B, output_dim]. features: item_id, item_title, item_genres ("|"-joined), all [B] str."""
+    """features -> [B, output_dim], [B, output_dim + 1] with ``item_bias`` (b_i last).
+    features: item_id, item_title, item_genres ("|"-joined), all [B] str."""
 
     def __init__(self, item_vocabulary: Sequence[str], title_vocabulary: Sequence[str], genre_vocabulary: Sequence[str],
                  embedding_dim: int = 64, hidden_layers: Sequence[int] = (128,), output_dim: int = 64,
