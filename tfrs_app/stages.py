@@ -241,8 +241,7 @@ def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] 
     else:
         index = build_brute_force(embeddings, rows, retrieve)
     catalog = Catalog(ids=ids, titles=trained.catalog["item_title"].to_numpy(), genres=trained.catalog["item_genres"].to_numpy(),
-                      embeddings=embeddings[:, :-1] if trained.cfg.retrieval.item_bias else embeddings,  # MMR: item vectors, no bias
-                      counts=trained.catalog_counts())
+                      embeddings=trained.catalog_item_vectors(), counts=trained.catalog_counts())
     blend = Blend(rec.engagement_weight, rec.satisfaction_weight, rec.std_penalty, rec.mmr_lambda,
                   rec.cold_popularity_weight)
     return RecommenderServer(trained.model.query_tower, index, ranker.model, load_tables(run_dir), catalog,

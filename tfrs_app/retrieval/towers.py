@@ -71,10 +71,10 @@ class _Tower(tf.keras.Model):
     a matching width is the bare embedding (the TFRS tutorial model)."""
 
     def _setup_head(self, hidden_layers: Sequence[int], output_dim: int, bare: bool, l2_normalize: bool,
-                    bias: bool = False) -> None:
+                    with_bias: bool = False) -> None:
         self.head = None if bare else _mlp(hidden_layers, output_dim, name="mlp")
         self.l2_normalize = l2_normalize
-        self.bias = bias
+        self.with_bias = with_bias  # the last output column is the bias one (see _finish)
 
     def _finish(self, parts: list[tf.Tensor], bias: Optional[tf.Tensor] = None) -> tf.Tensor:
         """[B, output_dim], or [B, output_dim + 1] with the bias column: the query tower appends
@@ -84,7 +84,7 @@ class _Tower(tf.keras.Model):
         if self.head is not None:
             x = self.head(x)
         x = tf.math.l2_normalize(x, axis=1) if self.l2_normalize else x
-        if self.bias:
+        if self.with_bias:
             x = tf.concat([x, tf.ones_like(x[:, :1]) if bias is None else bias], axis=1)
         return x
 
@@ -127,7 +127,7 @@ class QueryTower(_Tower):
             self.time_bucket = tf.keras.layers.Discretization(bin_boundaries=list(time_boundaries))
             self.time_embedding = tf.keras.layers.Embedding(len(time_boundaries) + 1, max(8, embedding_dim // 4))
         bare = not (self.user_features or use_history or use_time or hidden_layers) and embedding_dim == output_dim
-        self._setup_head(hidden_layers, output_dim, bare, l2_normalize, bias=item_bias)
+        self._setup_head(hidden_layers, output_dim, bare, l2_normalize, with_bias=item_bias)
 
     @property
     def user_feature_names(self) -> tuple[str, ...]:
@@ -173,11 +173,11 @@ class CandidateTower(_Tower):
                                                              num_oov_indices=1)
             self.genres = MaskedMeanEmbedding(len(genre_vocabulary) + 2, max(8, embedding_dim // 4), name="genres")
         bare = self.title is None and self.genres is None and not hidden_layers and embedding_dim == output_dim
-        self._setup_head(hidden_layers, output_dim, bare, l2_normalize, bias=item_bias)
+        self._setup_head(hidden_layers, output_dim, bare, l2_normalize, with_bias=item_bias)
 
     def call(self, features: Mapping[str, tf.Tensor], training: Optional[bool] = None) -> tf.Tensor:
         item, bias = self.item(features["item_id"], training=training), None
-        if self.bias:
+        if self.with_bias:
             item, bias = item
         parts = [item]
         if self.title is not None:

@@ -68,6 +68,12 @@ class TrainedRetrieval:
             self._embeddings = embed(self.model.candidate_tower, candidate_features(self.catalog))
         return self._embeddings
 
+    def catalog_item_vectors(self) -> np.ndarray:
+        """[N, D'] the catalog embeddings without the item-bias column, if the towers have one:
+        the item's own vector, for item-to-item similarity (MMR); scoring keeps the bias."""
+        embeddings = self.catalog_embeddings()
+        return embeddings[:, :-1] if self.model.candidate_tower.with_bias else embeddings
+
     def catalog_counts(self) -> np.ndarray:
         """Training count of each catalog row (0 for items never seen in training)."""
         counts = dict(zip(self.space.item_ids, self.space.item_counts))
@@ -212,8 +218,9 @@ def early_stopping(cfg: Config, model: RetrievalModel, splits: Splits, catalog: 
         return ranking_metrics(ranked, eval_set.relevant, ks)
 
     checkpoint = tf.train.Checkpoint(query_tower=model.query_tower, candidate_tower=model.candidate_tower)
-    fingerprint = json.dumps({"retrieval": cfg.to_dict()["retrieval"], "data": cfg.to_dict()["data"],
-                              "seed": cfg.seed}, sort_keys=True)
+    settings = cfg.to_dict()
+    fingerprint = json.dumps({"retrieval": settings["retrieval"], "data": settings["data"], "seed": cfg.seed},
+                             sort_keys=True)
     return BestEpoch(validate, r.early_stopping_metric, r.early_stopping_patience,
                      Path(cfg.run_dir) / "retrieval" / "best", checkpoint, fingerprint)
 

@@ -74,7 +74,9 @@ class Blend:
 @dataclass(frozen=True)
 class Catalog:
     """Row i of every array is one item: ids, titles, genres [N] str; embeddings [N, D] float32
-    (the retrieval candidate tower's; normalised here, MMR needs cosines); counts [N] training events."""
+    (the retrieval candidate tower's item vectors, without the item-bias column:
+    ``TrainedRetrieval.catalog_item_vectors``; normalised here, MMR needs cosines); counts [N]
+    training events."""
 
     ids: np.ndarray
     titles: np.ndarray
