@@ -270,6 +270,15 @@ def format_ranker_metrics(metrics: dict) -> str:
             lines.append(f"| {split_name} | {head} | {m['n']} | {m['base_rate']:.3f} | {m['auc']:.4f} | "
                          f"{prior['auc']:.4f} | {m['pr_auc']:.4f} | {m['log_loss']:.4f} | {m['ece']:.4f} |")
     lines.append(f"ranker training: {metrics['train_seconds']:.0f}s on {metrics['num_train_examples']} examples")
+    feedback = metrics.get("feedback", {})
+    if feedback.get("applied"):
+        q = feedback["weight"]["quantiles"]
+        lines.append(f"delayed feedback ({feedback['method']}, cut-off {feedback['cutoff']}): observed positive rate "
+                     f"{feedback['observed_positive_rate']:.4f} -> trained {feedback['trained_positive_rate']:.4f}; "
+                     f"{100 * feedback['pending_at_cutoff']:.1f}% of the log's positives pending at the cut-off; "
+                     f"engagement weights mean {feedback['weight']['mean']:.3f}, p5/p50/p95 {q['p5']:.3f}/"
+                     f"{q['p50']:.3f}/{q['p95']:.3f}, {100 * feedback['weight']['zero_share']:.1f}% zero"
+                     + (f"; intercept shift {feedback['intercept_shift']:+.3f}" if "intercept_shift" in feedback else ""))
     return "\n".join(lines)
 
 

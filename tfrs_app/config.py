@@ -51,10 +51,31 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class DelayedSyntheticConfig:
+    """Sizes and strengths of the synthetic delayed-conversion log (``tfrs_app/feedback/synthetic.py``)."""
+
+    num_users: int = 500
+    num_items: int = 200
+    days: float = 40.0
+    impressions_per_day: float = 1500.0
+    latent_dim: int = 4
+    base_logit: float = -2.0  # conversion logit offset: sets the eventual positive rate (~0.2 by default)
+    mean_delay_days: float = 16.0  # mean conversion delay; each item's own mean varies around it
+    attribution_days: float = 30.0  # conversions later than this after the impression do not count
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        for name in ("num_users", "num_items", "days", "impressions_per_day", "latent_dim", "mean_delay_days",
+                     "attribution_days"):
+            _positive(where, name, getattr(self, name))
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where interactions come from and how they are split.
 
-    source: ``synthetic``, ``movielens/<variant>`` (100k, 1m, latest-small, 20m, 25m),
+    source: ``synthetic``, ``synthetic_delayed`` (impressions with delayed conversions, see
+    ``feedback/``), ``movielens/<variant>`` (100k, 1m, latest-small, 20m, 25m),
     ``csv`` or ``parquet`` (then ``path`` and optionally ``columns``, a mapping from our
     schema's names to the file's column names, and ``items_path`` for a catalog file).
     """
@@ -71,11 +92,12 @@ class DataConfig:
     history_length: int = 20
     seed: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    delayed: DelayedSyntheticConfig = field(default_factory=DelayedSyntheticConfig)
 
     def validate(self, where: str) -> None:
         from tfrs_app.data.movielens import VARIANTS
 
-        allowed = {"synthetic", "csv", "parquet"} | {f"movielens/{v}" for v in VARIANTS}
+        allowed = {"synthetic", "synthetic_delayed", "csv", "parquet"} | {f"movielens/{v}" for v in VARIANTS}
         if self.source not in allowed:
             raise ConfigError(f"{where}.source: must be one of {sorted(allowed)}, got {self.source!r}")
         if self.source in ("csv", "parquet") and not self.path:
@@ -94,6 +116,7 @@ class DataConfig:
             raise ConfigError(f"{where}: val_fraction + test_fraction must be < 1")
         _positive(where, "history_length", self.history_length)
         self.synthetic.validate(f"{where}.synthetic")
+        self.delayed.validate(f"{where}.delayed")
 
 
 @dataclass(frozen=True)
@@ -335,6 +358,64 @@ class RankerConfig:
         return float(self.decision_targets.get(head, DEFAULT_TARGETS[head]))
 
 
+FEEDBACK_METHODS = ("naive", "waiting_window", "fsiw", "es_dfm", "es_dfm_stream", "pre_conversion", "oracle")
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    """Delayed feedback: how the ranker's engagement labels of the training split are weighted
+    when the log has a ``conversion_timestamp`` column (``tfrs_app/feedback/``).
+
+    The observed label of a training impression is "converted by ``cutoff``"; its elapsed time
+    is ``cutoff`` minus its timestamp. ``method`` turns these into labels and ``weight_engagement``:
+    ``naive`` (observed labels, weight 1), ``waiting_window`` (impressions younger than
+    ``window_days`` get weight 0), ``fsiw`` (Yasui et al. 2020), ``es_dfm`` (Yang et al. 2021,
+    elapsed-time window ``window_days``, weights at the cut-off; ``es_dfm_stream``: the paper's
+    stream weights), ``pre_conversion`` (flip probability from the ``pre_*``
+    signals), ``oracle`` (the eventual labels: uses conversions after the cut-off, so it is a
+    benchmark bound, never a deployable choice).
+    """
+
+    method: str = "naive"
+    # When the labels are read: Unix seconds or an ISO date/time; None = the last training event.
+    cutoff: Optional[Any] = None
+    window_days: float = 1.0
+    max_weight: float = 10.0  # importance weights are clipped to [0, max_weight]
+    # After training, shift the engagement logit so the mean prediction on the training rows is the
+    # (weighted) positive rate the method trained toward (ranking/train.py recalibrate_intercept).
+    recalibrate: bool = True
+
+    def validate(self, where: str) -> None:
+        if self.method not in FEEDBACK_METHODS:
+            raise ConfigError(f"{where}.method: must be one of {list(FEEDBACK_METHODS)}, got {self.method!r}")
+        _positive(where, "window_days", self.window_days)
+        if self.max_weight < 1:
+            raise ConfigError(f"{where}.max_weight: must be >= 1, got {self.max_weight}")
+        self.cutoff_seconds()
+
+    def cutoff_seconds(self) -> Optional[int]:
+        """``cutoff`` as Unix seconds (None when unset); ConfigError naming the field if unparsable."""
+        if self.cutoff is None:
+            return None
+        import datetime
+
+        import pandas as pd
+
+        value = self.cutoff
+        if isinstance(value, bool):
+            raise ConfigError(f"feedback.cutoff: expected Unix seconds or a date, got {value!r}")
+        if isinstance(value, (int, float)):
+            return int(value)
+        if isinstance(value, (str, datetime.date)):
+            try:
+                stamp = pd.Timestamp(value)
+            except (ValueError, TypeError):
+                raise ConfigError(f"feedback.cutoff: expected Unix seconds or a date, got {value!r}") from None
+            stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+            return int(stamp.value // 10**9)
+        raise ConfigError(f"feedback.cutoff: expected Unix seconds or a date, got {value!r}")
+
+
 @dataclass(frozen=True)
 class RecommenderConfig:
     """The end-to-end recommender: retrieve K unseen, rank, gate, blend, MMR, top-N."""
@@ -371,6 +452,7 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     recommender: RecommenderConfig = field(default_factory=RecommenderConfig)
 
     def validate(self) -> None:
@@ -381,6 +463,7 @@ class Config:
         self.data.validate("data")
         self.retrieval.validate("retrieval")
         self.ranker.validate("ranker")
+        self.feedback.validate("feedback")
         self.recommender.validate("recommender")
         self.index.validate("index")
         self.export.validate("export")

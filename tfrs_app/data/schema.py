@@ -13,6 +13,11 @@ Interactions (one row per logged event, a pandas DataFrame):
 | responsibility         | float   | no       | 1 appropriate / 0 not; NaN where unknown              |
 | weight_<head>          | float   | no       | per-head sample weight (>= 0), e.g. delayed feedback  |
 | position               | int64   | no       | slot the item was shown in (0 = top); -1 or NaN unknown |
+| conversion_timestamp   | float   | no       | when the engagement label became 1 (Unix seconds, NaN  |
+|                        |         |          | if not yet); engagement is then 1 exactly where set    |
+| pre_<name>             | float   | no       | pre-conversion signal (0/1 or a count >= 0), e.g.      |
+|                        |         |          | pre_click, pre_add_to_cart (``tfrs_app/feedback/``)     |
+| pre_<name>_timestamp   | float   | no       | when pre_<name> was recorded (NaN where the signal is 0) |
 | item_title             | str     | no       | item title text                                       |
 | item_genres            | str     | no       | genres joined by "|", e.g. "Comedy|Drama"             |
 | user_<name>            | str     | no       | any other ``user_``-prefixed column is a categorical  |
@@ -56,6 +61,11 @@ class Interactions:
         return user_feature_columns(self.events)
 
 
+def pre_signal_columns(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The ``pre_<name>`` signal columns (not their ``_timestamp`` companions)."""
+    return tuple(sorted(c for c in frame.columns if c.startswith("pre_") and not c.endswith("_timestamp")))
+
+
 def user_feature_columns(frame: pd.DataFrame) -> tuple[str, ...]:
     return tuple(sorted(c for c in frame.columns if c.startswith("user_") and c != "user_id"))
 
@@ -94,6 +104,23 @@ def validate_interactions(events: pd.DataFrame, items: pd.DataFrame | None = Non
             out[weight] = values
     if "position" in raw.columns:
         out["position"] = _position(raw["position"], source)
+    if "conversion_timestamp" in raw.columns:
+        _conversions(raw, out, source)
+    for column in pre_signal_columns(raw):
+        values = _numeric(raw[column], column, source)
+        bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise SchemaError(f"{source}: pre-conversion signal {column!r} must be a finite number >= 0, "
+                              f"got {float(values[row])!r} at row {row}")
+        out[column] = values
+        stamp = f"{column}_timestamp"
+        if stamp in raw.columns:
+            out[stamp] = _optional_times(raw[stamp], stamp, source)
+            early = np.flatnonzero(out[stamp].to_numpy() < out["timestamp"].to_numpy())
+            if early.size:
+                raise SchemaError(f"{source}: column {stamp!r} is before the impression's timestamp at row "
+                                  f"{int(early[0])}")
     for column in ITEM_TEXT:
         if column in raw.columns:
             out[column] = _text(raw[column], column, source)
@@ -121,6 +148,35 @@ def parse_timestamps(values: pd.Series, column: str, source: str) -> np.ndarray:
         row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
         raise SchemaError(f"{source}: column {column!r} has an unparsable timestamp {values.iloc[row]!r} at row {row}")
     return (parsed.astype("int64") // 10**9).to_numpy()
+
+
+def _optional_times(values: pd.Series, column: str, source: str) -> np.ndarray:
+    """Unix seconds as float64 with NaN where the value is missing (a conversion not yet made)."""
+    out = np.full(len(values), np.nan)
+    known = values.notna().to_numpy() & (values.astype(str).str.strip() != "").to_numpy()
+    if known.any():
+        out[known] = parse_timestamps(values[known].reset_index(drop=True), column, source).astype(np.float64)
+    return out
+
+
+def _conversions(raw: pd.DataFrame, out: pd.DataFrame, source: str) -> None:
+    """conversion_timestamp (NaN = not converted), never before the impression; engagement follows it."""
+    conversion = _optional_times(raw["conversion_timestamp"], "conversion_timestamp", source)
+    early = np.flatnonzero(conversion < out["timestamp"].to_numpy())
+    if early.size:
+        row = int(early[0])
+        raise SchemaError(f"{source}: column 'conversion_timestamp' is before the impression's timestamp at row {row} "
+                          f"({int(conversion[row])} < {int(out['timestamp'].iloc[row])})")
+    converted = (~np.isnan(conversion)).astype(np.float32)
+    if "engagement" in out.columns:
+        known = ~np.isnan(out["engagement"].to_numpy())
+        clash = np.flatnonzero(known & (out["engagement"].to_numpy() != converted))
+        if clash.size:
+            raise SchemaError(f"{source}: column 'engagement' disagrees with 'conversion_timestamp' at row "
+                              f"{int(clash[0])} (engagement is the eventual conversion: 1 exactly where "
+                              "conversion_timestamp is set)")
+    out["conversion_timestamp"] = conversion
+    out["engagement"] = converted
 
 
 def _ids(values: pd.Series, column: str, source: str) -> np.ndarray:

@@ -12,6 +12,10 @@ def load_interactions(cfg: DataConfig) -> Interactions:
         from tfrs_app.data.synthetic import generate
 
         return generate(**dataclasses.asdict(cfg.synthetic)).interactions
+    if cfg.source == "synthetic_delayed":
+        from tfrs_app.feedback.synthetic import generate_delayed
+
+        return generate_delayed(cfg.delayed).interactions
     if cfg.source.startswith("movielens/"):
         from tfrs_app.data.movielens import load_movielens
 
