@@ -278,6 +278,8 @@ def format_ranker_metrics(metrics: dict) -> str:
                      f"{100 * feedback['pending_at_cutoff']:.1f}% of the log's positives pending at the cut-off; "
                      f"engagement weights mean {feedback['weight']['mean']:.3f}, p5/p50/p95 {q['p5']:.3f}/"
                      f"{q['p50']:.3f}/{q['p95']:.3f}, {100 * feedback['weight']['zero_share']:.1f}% zero"
+                     + (f"; observed negatives' flip probability p50/p95 {flip['p50']:.3f}/{flip['p95']:.3f}"
+                        if (flip := feedback.get("flip_probability_of_negatives")) else "")
                      + (f"; intercept shift {feedback['intercept_shift']:+.3f}" if "intercept_shift" in feedback else ""))
     return "\n".join(lines)
 
