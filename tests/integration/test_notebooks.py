@@ -52,6 +52,7 @@ def test_notebook_is_stored_without_outputs(path):
             assert not cell.outputs and cell.execution_count is None, f"{path.name} cell {index}: strip outputs"
 
 
+@pytest.mark.slow  # ~110 s for the three: in CI's slow set, so the default suite stays under 10 minutes
 @pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.name)
 def test_notebook_executes(path, tmp_path, monkeypatch):
     for name, value in SMALL.items():
