@@ -105,10 +105,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.tabulate:
         result = json.loads(Path(args.tabulate).read_text())
-        result["summary"] = summarize(result["runs"], result["seeds"])
-        result["at"] = summarize(result["runs"], result["seeds"], epochs=RANKER_DEFAULT_EPOCHS)
         print(format_table(result, "summary"))
-        print(format_table(result, "at"))
+        print(format_table(result, f"summary_at_{RANKER_DEFAULT_EPOCHS}_epochs"))
         return 0
     if "naive" not in args.methods or "oracle" not in args.methods:
         parser.error("--methods must include naive and oracle (the gap is measured between them)")
@@ -134,6 +132,11 @@ def main(argv=None) -> int:
     return 0
 
 
+def stat(values) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+
+
 def summarize(runs: list[dict], seeds: list[int], epochs: int | None = None) -> dict:
     """{method: stats over seeds}: the validation-chosen run per method and seed, or (``epochs``)
     the run at that epoch count (the *_with_time ablations exist only at their chosen epochs)."""
@@ -148,11 +151,6 @@ def summarize(runs: list[dict], seeds: list[int], epochs: int | None = None) -> 
         for r in rows:
             naive, oracle = pick[("naive", r["seed"])]["test"]["log_loss"], pick[("oracle", r["seed"])]["test"]["log_loss"]
             gaps.append((naive - r["test"]["log_loss"]) / (naive - oracle) if naive > oracle else float("nan"))
-
-        def stat(values):
-            values = np.asarray(values, dtype=np.float64)
-            return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
-
         summary[name] = {
             "auc": stat([r["test"]["auc"] for r in rows]), "log_loss": stat([r["test"]["log_loss"] for r in rows]),
             "ece": stat([r["test"]["ece"] for r in rows]), "calibration": stat([r["calibration"] for r in rows]),

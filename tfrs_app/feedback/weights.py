@@ -164,12 +164,12 @@ def _es_dfm(hazard: ConversionHazard, x: sp.csr_matrix, age: np.ndarray, delay: 
     s_age, _ = hazard.survival(x, None, np.maximum(age, window))
     entered = age >= window
     in_window = delay <= window
-    positive = (in_window | (observed & ~in_window)).astype(np.float64)  # window positives + re-entered ones
+    positive = observed.astype(np.float64)  # converted inside the window, or later and re-entered by the cut-off
     negative = (~in_window).astype(np.float64)  # every impression unconverted at the window enters as a negative
+    p_dp = np.clip(s_window - s_end, 0, 1)  # a delayed positive
+    p_rn = np.clip(s_end / np.maximum(s_window, 1e-12), 0, 1)  # a negative at the window that stays one
     if stream:  # the paper's eq. 9-10: every delayed conversion has re-entered
-        p_dp = np.clip(s_window - s_end, 0, 1)
-        w_pos = 1 + p_dp
-        w_neg = (1 + p_dp) * np.clip(s_end / np.maximum(s_window, 1e-12), 0, 1)
+        w_pos, w_neg = 1 + p_dp, (1 + p_dp) * p_rn
     else:  # at the cut-off: only conversions before it have re-entered (Z = 1 + P(c < d <= a))
         z = 1 + np.clip(s_window - s_age, 0, 1)
         w_pos = (1 - s_end) * z / np.maximum(1 - s_age, 1e-12)
@@ -177,8 +177,7 @@ def _es_dfm(hazard: ConversionHazard, x: sp.csr_matrix, age: np.ndarray, delay: 
     pos, neg = positive * w_pos, negative * w_neg
     w = np.where(entered, pos + neg, 0.0)
     y = np.where(w > 0, pos / np.maximum(w, 1e-12), 0.0)
-    extra = {"p_delayed_positive": _quantiles(np.clip(s_window - s_end, 0, 1)),
-             "p_real_negative": _quantiles(np.clip(s_end / np.maximum(s_window, 1e-12), 0, 1))}
+    extra = {"p_delayed_positive": _quantiles(p_dp), "p_real_negative": _quantiles(p_rn)}
     return y, w, extra
 
 

@@ -85,8 +85,9 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
 
     started = time.perf_counter()
     weighted = apply_feedback(data.splits.train, cfg.feedback, resolve_cutoff(cfg.feedback, data.splits))
-    train = split_examples(cfg, data, "train", data.splits.train.assign(engagement=weighted.labels,
-                                                                        weight_engagement=weighted.weights))
+    relabelled = (data.splits.train.assign(engagement=weighted.labels, weight_engagement=weighted.weights)
+                  if weighted.summary["applied"] else None)  # without conversion times the log's labels stand
+    train = split_examples(cfg, data, "train", relabelled)
     log.info("ranker: %d training examples (%d logged, %d sampled impressions) in %.1fs", len(train),
              int(train.is_logged.sum()), int((~train.is_logged).sum()), time.perf_counter() - started)
     with strategy.scope():
