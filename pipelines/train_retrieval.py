@@ -1,10 +1,10 @@
 """Thin Keras pipeline script: flags -> config -> stage. Same flags as `tfrs-app train-retrieval`.
 
-    python pipelines/train_retrieval.py --help
+    .venv/bin/python pipelines/train_retrieval.py --help
 """
 import sys
 
-from tfrs_app.cli import main
+from _bootstrap import main
 
 if __name__ == "__main__":
     sys.exit(main(["train-retrieval", *sys.argv[1:]]))

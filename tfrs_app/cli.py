@@ -1,5 +1,8 @@
-"""``tfrs-app <stage>``: the command line over the pipeline stages.
+"""tfrs-app: train, index, rank, calibrate, export and serve a two-stage TFRS recommender.
 
+Stages (each reads and writes one run directory; see README):
+
+    tfrs-app validate             [--config FILE] [--set key=value ...]   check a log, train nothing
     tfrs-app train-retrieval      [--config FILE] [--set key=value ...]
     tfrs-app build-index          --run-dir DIR
     tfrs-app train-ranker         [--config FILE] [--set key=value ...]
@@ -12,8 +15,9 @@
     tfrs-app tune                 --stage retrieval|ranker [--tuner random|hyperband|bayesian] [--max-trials N]
     tfrs-app demo                 [--dataset synthetic|movielens/<variant>] [--config FILE] [--set ...]
 
-Config values come from the dataclass defaults, then ``--config``, then ``--set`` overrides
-(``--set retrieval.epochs=3``); the resolved config is written into the run directory.
+Config values come from the dataclass defaults, then --config, then --set overrides
+(--set retrieval.epochs=3); the resolved config is written into the run directory. A config
+error is reported before TensorFlow is imported and before the run directory is created.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 
+from tfrs_app import __version__
 from tfrs_app.config import ConfigError, load_config
 from tfrs_app.data.schema import SchemaError
 from tfrs_app.distribute import STRATEGIES
@@ -32,6 +37,18 @@ from tfrs_app.serving.errors import ModelLoadError
 from tfrs_app.tuning import TUNERS
 
 log = logging.getLogger("tfrs_app")
+
+EXAMPLES = """examples:
+  tfrs-app demo                                   # synthetic data, end to end (what `make demo` runs)
+  tfrs-app validate --config my_log.yaml          # check a CSV/Parquet log against the schema
+  tfrs-app train-retrieval --config pipelines/configs/movielens.yaml --set retrieval.epochs=3
+  tfrs-app train-ranker --run-dir runs/demo
+  tfrs-app calibrate-thresholds --run-dir runs/demo
+  tfrs-app export --run-dir runs/demo
+  tfrs-app recommend --user 42 --history 318 296 --model saved_models/recommender
+  tfrs-app inspect saved_models
+
+run `tfrs-app <command> --help` for a command's options."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -47,75 +64,112 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfrs-app", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="tfrs-app", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tfrs-app {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, details: str = "", example: str = "") -> argparse.ArgumentParser:
+        text = summary + (f"\n\n{details}" if details else "")
+        return sub.add_parser(name, help=summary, description=text, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=f"example:\n  {example}" if example else None)
 
     def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", help="YAML config (see pipelines/configs/)")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-        p.add_argument("--run-dir", help="run directory (default: the config's run_dir)")
+        p.add_argument("--config", help="YAML config (see pipelines/configs/); default: the built-in defaults")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set retrieval.epochs=3 (repeatable)")
+        p.add_argument("--run-dir", help="run directory for every artifact of this run (default: the config's run_dir)")
         p.add_argument("--strategy", choices=STRATEGIES,
                        help="tf.distribute strategy (multi_worker reads TF_CONFIG); default: the config's")
 
-    p = sub.add_parser("train-retrieval", help="train and evaluate the two-tower model")
+    p = command("validate", "check an interaction log against the schema, without training",
+                "Reads data.* as training would and prints row counts, the detected delimiter and timestamp unit,\n"
+                "duplicates, the id type, label coverage per ranker head and every problem found (file, column,\n"
+                "row). Exit status 0 when the log can train, 1 when it has problems.",
+                "tfrs-app validate --set data.source=csv --set data.path=log.tsv --set data.columns.item_id=sku")
+    with_config(p)
+    p.set_defaults(func=_validate)
+
+    p = command("train-retrieval", "train and evaluate the two-tower model (and the baselines)",
+                "Writes <run_dir>/retrieval/ (checkpoint, metrics.json) and prepares <run_dir>/data/.",
+                "tfrs-app train-retrieval --config pipelines/configs/movielens.yaml")
     with_config(p)
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("build-index", help="build the ScaNN index of a trained run and measure its recall")
-    p.add_argument("--run-dir", required=True)
+    p = command("build-index", "build the ScaNN index of a trained run and measure its recall against exact",
+                example="tfrs-app build-index --run-dir runs/demo")
+    p.add_argument("--run-dir", required=True, help="a run directory with a trained retrieval model")
     p.set_defaults(func=_index)
 
-    p = sub.add_parser("train-ranker", help="train the multi-head ranker and predict val/test with MC dropout")
+    p = command("train-ranker", "train the multi-head ranker and predict val/test with MC dropout",
+                example="tfrs-app train-ranker --run-dir runs/demo")
     with_config(p)
     p.set_defaults(func=_train_ranker)
 
-    p = sub.add_parser("calibrate-thresholds",
-                       help="fit per-uncertainty-bucket thresholds on validation, report them on test")
-    p.add_argument("--run-dir", required=True)
+    p = command("calibrate-thresholds", "fit per-uncertainty-bucket thresholds on validation, report them on test",
+                example="tfrs-app calibrate-thresholds --run-dir runs/demo --set ranker.threshold_policy=mist")
+    p.add_argument("--run-dir", required=True, help="a run directory with a trained ranker")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a ranker.* value of the run's config (e.g. ranker.num_buckets=3)")
     p.set_defaults(func=_calibrate)
 
-    p = sub.add_parser("export", help="export TF-Serving SavedModels of a trained run")
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--base-dir", help="where model base paths go (default: export.base_dir)")
+    p = command("export", "export TF-Serving SavedModels of a trained run (one new version per model)",
+                example="tfrs-app export --run-dir runs/demo --base-dir saved_models")
+    p.add_argument("--run-dir", required=True, help="a run directory with trained models")
+    p.add_argument("--base-dir", help="where model base paths go (default: the config's export.base_dir)")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("recommend", help="final top-N for a user from an exported recommender SavedModel")
+    p = command("recommend", "final top-N for a user from an exported recommender SavedModel",
+                "Unknown users are served by the cold-start path; --history items are excluded from the list.",
+                "tfrs-app recommend --user 42 --history 318 296 --model saved_models/recommender")
     p.add_argument("--user", required=True, help="user id (unknown users are served by the cold-start path)")
     p.add_argument("--history", nargs="*", default=[], metavar="ITEM",
                    help="items the user has seen, most recent first (excluded; the first ones drive the query)")
-    p.add_argument("--timestamp", type=int, help="Unix seconds of the request (default: now)")
+    p.add_argument("--timestamp", type=int, help="Unix seconds of the request (default: now; a time after the "
+                   "training data is read as its last moment; milliseconds are refused)")
     p.add_argument("--feature", action="append", default=[], metavar="USER_F=VALUE", help="a user feature")
     p.add_argument("--model", default="saved_models/recommender", help="recommender base path or version folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_recommend)
 
-    p = sub.add_parser("tune", help="keras-tuner search on validation data; writes the best config as YAML")
+    p = command("tune", "keras-tuner search on validation data; writes the best config as YAML",
+                example="tfrs-app tune --stage retrieval --tuner bayesian --max-trials 20")
     with_config(p)
-    p.add_argument("--stage", choices=("retrieval", "ranker"), required=True)
-    p.add_argument("--tuner", choices=TUNERS, default="random")
-    p.add_argument("--max-trials", type=int, default=10)
+    p.add_argument("--stage", choices=("retrieval", "ranker"), required=True,
+                   help="which model's hyperparameters to search (objective: its validation metric)")
+    p.add_argument("--tuner", choices=TUNERS, default="random", help="keras-tuner search algorithm (default: random)")
+    p.add_argument("--max-trials", type=int, default=10, help="configurations to try (default: 10)")
     p.add_argument("--epochs", type=int, help="epochs per trial (hyperband: the most any trial gets)")
     p.add_argument("--directory", help="search state, resumable (default: <run_dir>/tune-<stage>)")
     p.add_argument("--output", help="where the best config goes (default: <directory>/best.yaml)")
     p.set_defaults(func=_tune)
 
-    p = sub.add_parser("report", help="one HTML (and Markdown) page with every stage's metrics and plots")
+    p = command("report", "one HTML (and Markdown) page with every stage's metrics and plots",
+                example="tfrs-app report runs/demo")
     p.add_argument("run_dir", help="a run directory (e.g. runs/demo)")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("inspect", help="versions, metadata and signatures of exported SavedModels")
+    p = command("inspect", "versions, health, metadata and signatures of exported SavedModels",
+                example="tfrs-app inspect saved_models")
     p.add_argument("path", help="a version folder, a model base path, or a folder of models (saved_models)")
     p.set_defaults(func=_inspect)
 
-    p = sub.add_parser("demo", help="train -> index -> export -> recommendations, in one go")
+    p = command("demo", "train -> index -> rank -> calibrate -> export -> recommendations, in one go",
+                example="tfrs-app demo --dataset movielens/latest-small --manual-dir ../shared/data/ml-latest-small")
     with_config(p)
     p.add_argument("--dataset", default="synthetic", help="synthetic or movielens/<variant>")
     p.add_argument("--manual-dir", help="folder with the MovieLens zip, for offline tfds")
     p.add_argument("--data-dir", help="tfds data_dir")
     p.set_defaults(func=_demo)
     return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from tfrs_app.data.validate import check_source, format_validation
+
+    result = check_source(_config(args))
+    print(format_validation(result))
+    return 0 if result.ok else 1
 
 
 def _config(args: argparse.Namespace, extra: Sequence[str] = ()):
@@ -128,18 +182,18 @@ def _config(args: argparse.Namespace, extra: Sequence[str] = ()):
 
 
 def _train(args: argparse.Namespace) -> None:
+    cfg = _config(args)  # first: a config error is reported before TensorFlow is imported
     from tfrs_app.retrieval.train import run
 
-    cfg = _config(args)
     metrics = run(cfg)
     print(format_metrics(metrics))
     print(f"run directory: {cfg.run_dir}")
 
 
 def _train_ranker(args: argparse.Namespace) -> None:
+    cfg = _config(args)
     from tfrs_app.ranking.train import run
 
-    cfg = _config(args)
     print(format_ranker_metrics(run(cfg)))
     print(f"run directory: {cfg.run_dir}")
 
@@ -177,9 +231,10 @@ def _recommend(args: argparse.Namespace) -> None:
 
 
 def _tune(args: argparse.Namespace) -> None:
+    cfg = _config(args)
     from tfrs_app.tuning import tune
 
-    path, best = tune(_config(args), args.stage, args.tuner, args.max_trials, args.directory, args.output, args.epochs)
+    path, best = tune(cfg, args.stage, args.tuner, args.max_trials, args.directory, args.output, args.epochs)
     print(f"best of {best['trials']} trials: objective {best['score']:.4f} with {best['values']}")
     print(f"best config: {path} (train with: tfrs-app train-{args.stage} --config {path})")
 
@@ -204,20 +259,21 @@ def _index(args: argparse.Namespace) -> None:
     print(format_index(report))
 
 
-def _export(args: argparse.Namespace) -> None:
+def _export(args: argparse.Namespace) -> int:
+    from tfrs_app.serving.export import ExportError
     from tfrs_app.stages import export
 
-    for name, path in export(args.run_dir, base_dir=args.base_dir).items():
+    try:
+        paths = export(args.run_dir, base_dir=args.base_dir)
+    except ExportError as error:  # another export holds the lock, or the disk is full: nothing was kept
+        print(f"tfrs-app export: error: {error}", file=sys.stderr)
+        return 2
+    for name, path in paths.items():
         print(f"{name:16s} {path}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from tfrs_app.evaluation.report import format_threshold_summary
-    from tfrs_app.ranking.calibrate import calibrate
-    from tfrs_app.ranking.train import run as train_ranker
-    from tfrs_app.retrieval.train import load_trained, run
-    from tfrs_app.stages import build_index, export
-
     extra = [f"data.source={args.dataset}"]
     if args.dataset != "synthetic":  # its own run and model base paths, so versions of different data never mix
         slug = args.dataset.replace("/", "-")
@@ -227,6 +283,12 @@ def _demo(args: argparse.Namespace) -> None:
     if args.data_dir:
         extra.append(f"data.data_dir={args.data_dir}")
     cfg = _config(args, extra)
+    from tfrs_app.evaluation.report import format_threshold_summary
+    from tfrs_app.ranking.calibrate import calibrate
+    from tfrs_app.ranking.train import run as train_ranker
+    from tfrs_app.retrieval.train import load_trained, run
+    from tfrs_app.stages import build_index, export
+
     started = time.perf_counter()
     metrics = run(cfg)
     print(format_metrics(metrics))

@@ -26,6 +26,9 @@ class ConfigError(ValueError):
     """A config value is missing, unknown, mistyped or out of range."""
 
 
+TIMESTAMP_UNITS = ("auto", "s", "ms", "us", "ns")
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Sizes and strengths of the planted structure in the synthetic generator."""
@@ -78,6 +81,16 @@ class DataConfig:
     ``feedback/``), ``movielens/<variant>`` (100k, 1m, latest-small, 20m, 25m),
     ``csv`` or ``parquet`` (then ``path`` and optionally ``columns``, a mapping from our
     schema's names to the file's column names, and ``items_path`` for a catalog file).
+
+    Reading a file (``data/tabular.py``; ``tfrs-app validate`` shows what was detected):
+    ``delimiter`` (None: sniffed from the head of the file among , tab ; |), ``encoding``;
+    ``timestamp_unit`` (auto: s, ms, us or ns by magnitude, one unit per column) and
+    ``timestamp_format`` (strptime, e.g. ``%d/%m/%Y``; None: ISO 8601, or one day/month order
+    proven by the data); ``id_type`` (str: ids exactly as written, ``00001`` stays ``00001``;
+    int: ids are integers, so ``1``, ``01`` and ``1.0`` are one id); ``duplicates`` (exact
+    duplicate rows: keep or drop, counted either way); ``labels_from_rating`` (derive the
+    heads' labels from ``rating``: engagement 1 for every rated event, satisfaction = rating >=
+    ``rating_satisfied``, responsibility = rating > ``rating_irresponsible``, the MovieLens mapping).
     """
 
     source: str = "synthetic"
@@ -86,6 +99,15 @@ class DataConfig:
     columns: Mapping[str, str] = field(default_factory=dict)
     data_dir: Optional[str] = None  # tfds data_dir
     manual_dir: Optional[str] = None  # tfds manual_dir: the MovieLens zip, for offline use
+    delimiter: Optional[str] = None
+    encoding: str = "utf-8"
+    timestamp_unit: str = "auto"  # auto | s | ms | us | ns
+    timestamp_format: Optional[str] = None
+    id_type: str = "str"  # str | int
+    duplicates: str = "keep"  # keep | drop
+    labels_from_rating: bool = False
+    rating_satisfied: float = 4.0
+    rating_irresponsible: float = 1.0
     split: str = "time"  # time | random | leave_last_out (fractions unused there; val when val_fraction > 0)
     val_fraction: float = 0.1
     test_fraction: float = 0.1
@@ -104,6 +126,24 @@ class DataConfig:
             raise ConfigError(f"{where}.path: required when source is {self.source!r}")
         from tfrs_app.data.splits import SPLITS
 
+        for name, allowed_values in (("timestamp_unit", TIMESTAMP_UNITS), ("id_type", ("str", "int")),
+                                     ("duplicates", ("keep", "drop"))):
+            if getattr(self, name) not in allowed_values:
+                raise ConfigError(f"{where}.{name}: must be one of {list(allowed_values)}, got {getattr(self, name)!r}")
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise ConfigError(f"{where}.delimiter: must be one character (e.g. ',' or '\\t'), got {self.delimiter!r}")
+        import codecs
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(f"{where}.encoding: unknown encoding {self.encoding!r} (e.g. utf-8, latin-1)") from None
+        if self.timestamp_format is not None and "%" not in self.timestamp_format:
+            raise ConfigError(f"{where}.timestamp_format: a strptime format such as '%d/%m/%Y %H:%M', "
+                              f"got {self.timestamp_format!r}")
+        if self.rating_irresponsible >= self.rating_satisfied:
+            raise ConfigError(f"{where}.rating_irresponsible: must be below rating_satisfied "
+                              f"({self.rating_satisfied}), got {self.rating_irresponsible}")
         if self.split not in SPLITS:
             raise ConfigError(f"{where}.split: must be one of {list(SPLITS)}, got {self.split!r}")
         for name in ("val_fraction", "test_fraction"):
@@ -193,6 +233,8 @@ class RetrievalConfig:
     baselines: tuple[str, ...] = ("popularity", "item_knn", "ease")
 
     def validate(self, where: str) -> None:
+        if not self.eval_ks or any(k <= 0 for k in self.eval_ks):
+            raise ConfigError(f"{where}.eval_ks: must be positive integers, got {list(self.eval_ks)}")
         for name in ("embedding_dim", "output_dim", "time_buckets", "batch_size", "epochs"):
             _positive(where, name, getattr(self, name))
         if self.lr_schedule not in ("constant", "cosine"):
@@ -231,8 +273,6 @@ class RetrievalConfig:
         _positive(where, "learning_rate", self.learning_rate)
         if self.optimizer not in ("adam", "adagrad"):
             raise ConfigError(f"{where}.optimizer: must be 'adam' or 'adagrad', got {self.optimizer!r}")
-        if not self.eval_ks or any(k <= 0 for k in self.eval_ks):
-            raise ConfigError(f"{where}.eval_ks: must be positive integers, got {list(self.eval_ks)}")
 
 
 @dataclass(frozen=True)
@@ -460,6 +500,12 @@ class Config:
 
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy: must be one of {list(STRATEGIES)}, got {self.strategy!r}")
+        for name, seed in (("seed", self.seed), ("data.seed", self.data.seed), ("data.synthetic.seed", self.data.synthetic.seed),
+                           ("data.delayed.seed", self.data.delayed.seed)):
+            if seed < 0:
+                raise ConfigError(f"{name}: must be >= 0 (a NumPy / TensorFlow seed), got {seed}")
+        if not self.run_dir.strip():
+            raise ConfigError("run_dir: must not be empty")
         self.data.validate("data")
         self.retrieval.validate("retrieval")
         self.ranker.validate("ranker")

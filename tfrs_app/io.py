@@ -51,7 +51,11 @@ def atomic_write_dir(directory: str | os.PathLike, write: Callable[[Path], None]
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON at ``path``; a truncated or corrupt file is a ValueError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); the file is truncated or damaged") from None
 
 
 def _atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:

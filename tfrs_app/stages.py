@@ -3,34 +3,36 @@
 - ``build_index(run_dir)``: candidate embeddings of the whole catalog, a ScaNN index sized to
   it and the exact reference; ScaNN's recall@k against exact search on held-out queries
   (the test users' queries) -> ``<run_dir>/index/report.json``.
-- ``export(run_dir)``: whatever the run has trained, as new versions under
-  ``<export.base_dir>``: the two retrieval SavedModels (stock ops and ScaNN) and the ranker
-  (with its thresholds in the graph); paths -> ``<run_dir>/exports.json``.
+- ``export(run_dir)``: whatever the run has trained, as one new version under
+  ``<export.base_dir>``: the two retrieval SavedModels (stock ops and ScaNN), the ranker (with
+  its thresholds in the graph) and the two recommenders; paths -> ``<run_dir>/exports.json``.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 import tfrs_app  # noqa: F401
 
-from tfrs_app.config import IndexConfig, load_config
+from tfrs_app.config import IndexConfig
 from tfrs_app.io import atomic_write_json, read_json
 from tfrs_app.retrieval.evaluate import build_eval_set
 from tfrs_app.retrieval.index import (ScannParams, build_brute_force, build_scann, measure_index, scann_params,
                                       tune_scann)
 from tfrs_app.retrieval.model import embed
 from tfrs_app.retrieval.train import TrainedRetrieval, load_trained
-from tfrs_app.serving.export import RetrievalServer, publish, save_server
-from tfrs_app.serving.tf_serving import write_models_config
+from tfrs_app.serving.export import RetrievalServer, publish_all, save_server
 
 log = logging.getLogger(__name__)
+
+Write = Callable[[Path], None]  # fills a version folder (export.publish_all)
 
 
 def candidate_embeddings(trained: TrainedRetrieval) -> tuple[np.ndarray, np.ndarray]:
@@ -129,43 +131,60 @@ def _derived_params(cfg: IndexConfig, num_candidates: int, k: int) -> ScannParam
 
 
 def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base_dir: Optional[str] = None) -> dict:
-    """Exports every trained model of the run; returns {model: version path}.
+    """Exports every trained model of the run as one new version; returns {model: version path}.
 
-    ``retrieval`` (stock ops) and ``retrieval_scann`` when retrieval was trained; ``ranker``
-    when the ranker was trained and its thresholds calibrated.
+    ``retrieval`` (stock ops) and ``retrieval_scann`` when retrieval was trained; ``ranker`` (and,
+    with retrieval, ``recommender`` and ``recommender_scann``) when the ranker was trained, which
+    must then be calibrated. Every model is loaded and its server built before anything is
+    written, so a missing piece fails the export naming what is missing instead of after part
+    of it was published; ``publish_all`` then writes them all under one version number.
     """
     run_dir = Path(run_dir)
     has_retrieval = trained is not None or (run_dir / "retrieval" / "checkpoint").exists()
-    has_ranker = (run_dir / "ranker" / "thresholds").exists()
+    has_ranker = (run_dir / "ranker" / "config.yaml").exists()  # written when ranker training starts
     if not has_retrieval and not has_ranker:
         raise FileNotFoundError(f"{run_dir}: nothing to export (train retrieval or the ranker first)")
-    if base_dir is None:
-        cfg = trained.cfg if trained is not None else load_config(
-            run_dir / ("config.yaml" if has_retrieval else "ranker/config.yaml"))
-        base_dir = cfg.export.base_dir
-    if has_retrieval:
-        trained = trained or load_trained(run_dir)
-    paths = export_retrieval(run_dir, trained, base_dir) if has_retrieval else {}
+    ranker = None
     if has_ranker:
         from tfrs_app.ranking.train import load_trained_ranker
 
-        ranker = load_trained_ranker(run_dir)
-        paths["ranker"] = export_ranker(run_dir, base_dir, ranker)
-        if has_retrieval:
-            paths.update(export_recommender(run_dir, trained, base_dir, ranker))
-    config = write_models_config(base_dir)
-    log.info("TF Serving config: %s", config)
+        ranker = load_trained_ranker(run_dir)  # FileNotFoundError if its training did not finish
+        if not (run_dir / "ranker" / "thresholds").is_dir():
+            raise FileNotFoundError(f"{run_dir}: the ranker is trained but not calibrated: run "
+                                    f"`tfrs-app calibrate-thresholds --run-dir {run_dir}` first")
+    if has_retrieval and trained is None:
+        trained = load_trained(run_dir)
+    base_dir = base_dir or (trained if trained is not None else ranker).cfg.export.base_dir
+    writes = _retrieval_writes(run_dir, trained) if trained is not None else {}
+    if ranker is not None:
+        writes["ranker"] = _ranker_write(run_dir, ranker)
+        if trained is not None:
+            writes.update(_recommender_writes(run_dir, trained, ranker))
+    paths = _publish(base_dir, writes)
+    log.info("TF Serving config: %s", Path(base_dir) / "models.config")
     previous = read_json(run_dir / "exports.json") if (run_dir / "exports.json").exists() else {}
     atomic_write_json(run_dir / "exports.json", {**previous, **paths})
     return paths
 
 
+def _publish(base_dir: str | Path, writes: dict[str, Write]) -> dict[str, str]:
+    """publish_all, logged; {model: version path as str}."""
+    paths = {name: str(path) for name, path in publish_all(base_dir, writes).items()}
+    for name, path in paths.items():
+        log.info("exported %s -> %s", name, path)
+    return paths
+
+
 def export_retrieval(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base_dir: Optional[str] = None) -> dict:
-    """``retrieval`` (stock ops) and ``retrieval_scann``; returns {model: version path}."""
+    """``retrieval`` (stock ops) and ``retrieval_scann`` as one new version; returns {model: version path}."""
     run_dir = Path(run_dir)
     trained = trained or load_trained(run_dir)
+    return _publish(base_dir or trained.cfg.export.base_dir, _retrieval_writes(run_dir, trained))
+
+
+def _retrieval_writes(run_dir: Path, trained: TrainedRetrieval) -> dict[str, Write]:
+    """{model: write(tmp)} of the two retrieval servers, built here; nothing is written yet."""
     cfg = trained.cfg
-    base = Path(base_dir or cfg.export.base_dir)
     k = min(cfg.export.k, len(trained.catalog))
     embeddings, ids = candidate_embeddings(trained)
     params = index_params(run_dir, trained, len(ids), k)
@@ -173,25 +192,31 @@ def export_retrieval(run_dir: str | Path, trained: Optional[TrainedRetrieval] = 
     user_features = trained.model.query_tower.user_feature_names
     common = {"run_dir": str(run_dir.resolve()), "num_candidates": int(len(ids)), "user_features": list(user_features)}
     warmup = example_queries(trained)
-    paths = {}
+    writes = {}
     for name, layer, is_scann in (("retrieval", brute, False), ("retrieval_scann", scann, True)):
         server = RetrievalServer(trained.model.query_tower, layer, user_features, k)
         meta = {**common, "model": name, "index": params.to_dict() if is_scann else "brute_force", "k": k,
                 "outputs": ["item_ids", "scores"]}
-        paths[name] = str(publish(base / name, lambda tmp: save_server(server, tmp, meta, is_scann, warmup)))
-        log.info("exported %s -> %s", name, paths[name])
-    return paths
+        writes[name] = functools.partial(save_server, server, metadata=meta, scann=is_scann, warmup=warmup)
+    return writes
 
 
 def export_ranker(run_dir: str | Path, base_dir: Optional[str] = None, trained=None) -> str:
     """``ranker``: serving_default and predict_with_uncertainty with the run's thresholds."""
-    from tfrs_app.ranking.calibrate import load_tables
-    from tfrs_app.ranking.examples import ranking_examples
     from tfrs_app.ranking.train import load_trained_ranker
-    from tfrs_app.serving.ranker import RankerServer
 
     run_dir = Path(run_dir)
     trained = trained or load_trained_ranker(run_dir)
+    return _publish(base_dir or trained.cfg.export.base_dir, {"ranker": _ranker_write(run_dir, trained)})["ranker"]
+
+
+def _ranker_write(run_dir: Path, trained) -> Write:
+    """write(tmp) of the ranker server with the run's thresholds (FileNotFoundError naming a
+    missing table), built here; nothing is written yet."""
+    from tfrs_app.ranking.calibrate import load_tables
+    from tfrs_app.ranking.examples import ranking_examples
+    from tfrs_app.serving.ranker import RankerServer
+
     tables = load_tables(run_dir)
     r = trained.cfg.ranker
     user_features = trained.model.query_encoder.user_feature_names
@@ -202,13 +227,10 @@ def export_ranker(run_dir: str | Path, base_dir: Optional[str] = None, trained=N
             "signatures": {"serving_default": list(trained.model.head_names),
                            "predict_with_uncertainty": [f"{h}_{k}" for h in trained.model.head_names
                                                         for k in ("mean", "std", "bucket", "decision")]}}
-    base = Path(base_dir or trained.cfg.export.base_dir)
     example = ranking_examples(trained.data.splits.test.head(2), trained.data.splits.train, trained.data.catalog,
                                trained.data.space, per_positive=1, seed=0).model_features()
     warmup = {k: (v.astype(str) if v.dtype.kind in "SO" else v) for k, v in example.items()}
-    path = str(publish(base / "ranker", lambda tmp: save_server(server, tmp, meta, warmup=warmup)))
-    log.info("exported ranker -> %s", path)
-    return path
+    return functools.partial(save_server, server, metadata=meta, warmup=warmup)
 
 
 def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, scann: bool = False,
@@ -253,14 +275,19 @@ def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] 
 
 def export_recommender(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None,
                        base_dir: Optional[str] = None, ranker=None) -> dict:
-    """``recommender`` (exact retrieval, stock ops) and ``recommender_scann``; {model: version path}."""
+    """``recommender`` (exact retrieval, stock ops) and ``recommender_scann`` as one new version;
+    {model: version path}."""
     from tfrs_app.ranking.train import load_trained_ranker
 
     run_dir = Path(run_dir)
     trained = trained or load_trained(run_dir)
     ranker = ranker or load_trained_ranker(run_dir)
-    base = Path(base_dir or trained.cfg.export.base_dir)
-    paths = {}
+    return _publish(base_dir or trained.cfg.export.base_dir, _recommender_writes(run_dir, trained, ranker))
+
+
+def _recommender_writes(run_dir: Path, trained: TrainedRetrieval, ranker) -> dict[str, Write]:
+    """{model: write(tmp)} of the two recommender servers, built here; nothing is written yet."""
+    writes = {}
     for name, is_scann in (("recommender", False), ("recommender_scann", True)):
         server = recommender_server(run_dir, trained, scann=is_scann, ranker=ranker)
         features = [n for n in server.input_specs if n.startswith("user_") and n != "user_id"]
@@ -269,6 +296,5 @@ def export_recommender(run_dir: str | Path, trained: Optional[TrainedRetrieval] 
                 "num_candidates": server.num_candidates, "retrieved": server.retrieve, "top_n": server.top_n,
                 "mc_samples": server.mc_samples, "blend": dataclasses.asdict(server.blend),
                 "user_features": features}
-        paths[name] = str(publish(base / name, lambda tmp: save_server(server, tmp, meta, is_scann, warmup)))
-        log.info("exported %s -> %s", name, paths[name])
-    return paths
+        writes[name] = functools.partial(save_server, server, metadata=meta, scann=is_scann, warmup=warmup)
+    return writes

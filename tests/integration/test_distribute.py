@@ -28,6 +28,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
+@pytest.mark.slow  # 20-35 s of training: the slow set (CI) keeps the default suite under 10 minutes
 def test_mirrored_over_two_cpu_devices_trains_as_well_as_one(tmp_path):
     result = subprocess.run([sys.executable, "-c", MIRRORED, str(SMOKE), str(tmp_path)], capture_output=True,
                             text=True, timeout=600)

@@ -2,6 +2,8 @@
 again: the full number of optimizer steps, and a model as good as an uninterrupted one."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -24,6 +26,7 @@ run(load_config(sys.argv[1], [f"run_dir={sys.argv[2]}", "retrieval.epochs=4"]), 
 """
 
 
+@pytest.mark.slow  # 20-35 s of training: the slow set (CI) keeps the default suite under 10 minutes
 def test_killed_training_resumes_to_the_full_run(tmp_path):
     from tfrs_app.cli import main
 

@@ -41,6 +41,7 @@ def test_interrupted_training_resumes_where_it_stopped(tmp_path):
     assert metrics["test"]["model"]["recall@100"] > metrics["test"]["popularity"]["recall@100"]
 
 
+@pytest.mark.slow  # 20-35 s of training: the slow set (CI) keeps the default suite under 10 minutes
 def test_interrupted_ranker_training_resumes_where_it_stopped(tmp_path):
     from tfrs_app.ranking.train import run
 

@@ -173,7 +173,8 @@ def test_versions_are_atomic_and_never_overwritten(trained_run, exports, tmp_pat
     from tfrs_app.serving.export import publish
 
     base = Path(exports["retrieval"]).parent
-    assert Path(exports["retrieval"]).name == "1"
+    version = Path(exports["retrieval"]).name
+    assert {Path(p).name for p in exports.values()} == {version}  # one export, one version number for all models
 
     def broken(tmp: Path):
         tmp.mkdir(parents=True)
@@ -182,10 +183,10 @@ def test_versions_are_atomic_and_never_overwritten(trained_run, exports, tmp_pat
 
     with pytest.raises(RuntimeError, match="disk full"):
         publish(base, broken)
-    assert sorted(p.name for p in base.iterdir()) == ["1"]  # no version 2, no temp folder left
-    assert resolve_version(base).name == "1"
+    assert sorted(p.name for p in base.iterdir()) == [version]  # no new version, no temp folder left
+    assert resolve_version(base).name == version
     with pytest.raises(FileExistsError, match="never overwritten"):
-        publish(base, lambda tmp: tmp.mkdir(), version=1)
+        publish(base, lambda tmp: tmp.mkdir(), version=int(version))
 
 
 def test_loader_errors_name_the_path(tmp_path, exports):

@@ -9,6 +9,7 @@ import yaml
 SMOKE = Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "smoke.yaml"
 
 
+@pytest.mark.slow  # 20-35 s of training: the slow set (CI) keeps the default suite under 10 minutes
 def test_three_trials_write_a_config_a_pipeline_accepts_and_the_search_resumes(tmp_path, capsys):
     from tfrs_app.cli import main
     from tfrs_app.config import load_config
@@ -35,6 +36,7 @@ def test_three_trials_write_a_config_a_pipeline_accepts_and_the_search_resumes(t
     assert (tmp_path / "from_best" / "retrieval" / "metrics.json").exists()
 
 
+@pytest.mark.slow  # 20-35 s of training: the slow set (CI) keeps the default suite under 10 minutes
 def test_ranker_search_uses_the_validation_auc(tmp_path):
     from tfrs_app.config import load_config
     from tfrs_app.tuning import tune

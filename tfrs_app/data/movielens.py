@@ -39,8 +39,17 @@ def load_movielens(variant: str, data_dir: Optional[str] = None, manual_dir: Opt
     kwargs = {}
     if manual_dir:
         kwargs["download_and_prepare_kwargs"] = {"download_config": tfds.download.DownloadConfig(manual_dir=manual_dir)}
-    ratings, info = tfds.load(f"movielens/{variant}-ratings", split="train", data_dir=data_dir, with_info=True, **kwargs)
-    movies, movies_info = tfds.load(f"movielens/{variant}-movies", split="train", data_dir=data_dir, with_info=True, **kwargs)
+    from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
+
+    try:
+        ratings, info = tfds.load(f"movielens/{variant}-ratings", split="train", data_dir=data_dir, with_info=True, **kwargs)
+        movies, _ = tfds.load(f"movielens/{variant}-movies", split="train", data_dir=data_dir, with_info=True, **kwargs)
+    except NonMatchingChecksumError as error:
+        where = f"the zip in data.manual_dir {manual_dir!r}" if manual_dir else "the downloaded archive"
+        raise ValueError(f"movielens/{variant}: {where} is not the file tfds expects (wrong checksum: re-zipped, "
+                         f"truncated or another release). Put the original GroupLens ml-{variant}.zip there, "
+                         f"unchanged ({str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else error})"
+                         ) from None
 
     genre_names = np.array(info.features["movie_genres"].feature.names, dtype=object)
     keep = ["user_id", "movie_id", "timestamp", "user_rating"] + [k for k in _USER_FEATURES if k in info.features]

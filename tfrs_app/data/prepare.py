@@ -1,7 +1,8 @@
 """The data every training stage shares: splits, catalog and feature space of a run directory.
 
     <run_dir>/data/{train,val,test}.parquet  the splits; items.parquet, the catalog
-    <run_dir>/data/config.yaml               the data section they were made from
+    <run_dir>/data/config.yaml               the data section and input-file fingerprints they were made from
+    <run_dir>/data/report.json               what reading found (delimiter, timestamp unit, duplicates, ...)
     <run_dir>/features.json                  vocabularies and stats (FeatureSpace), train split only
 
 The first stage to run (retrieval or ranker) prepares them; later stages reuse them when the
@@ -9,6 +10,7 @@ data section of the config is unchanged, so both models see exactly the same spl
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from tfrs_app.config import Config
 from tfrs_app.data.sources import load_interactions
 from tfrs_app.data.splits import Splits, split
 from tfrs_app.features.space import FeatureSpace
-from tfrs_app.io import atomic_write_parquet, atomic_write_text
+from tfrs_app.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 
 log = logging.getLogger(__name__)
 PARTS = ("train", "val", "test", "items")
@@ -35,46 +37,121 @@ class RunData:
 
 
 def prepare_data(cfg: Config) -> RunData:
-    """Loads the run directory's prepared data if it matches ``cfg.data``, else prepares and writes it."""
+    """Loads the run directory's prepared data if it matches ``cfg.data`` and the input files,
+    else prepares and writes it.
+
+    Damaged prepared files (deleted or truncated) under an unchanged stamp are prepared again:
+    the same data and seed give the same split. A changed data section or input file after a
+    model was trained is refused, naming what changed.
+    """
     run_dir = Path(cfg.run_dir)
     stamp = _stamp(cfg)
     stamp_path = run_dir / "data" / "config.yaml"
-    if stamp_path.exists() and stamp_path.read_text() == stamp:
+    same = stamp_path.exists() and stamp_path.read_text() == stamp
+    if same:
         try:
             return load_data(run_dir)
-        except FileNotFoundError:
-            pass  # a partial earlier run: prepare again
+        except (FileNotFoundError, ValueError) as error:  # a partial earlier run or a damaged file
+            log.warning("data: %s; preparing the data again", error)
     trained = [name for name in ("retrieval", "ranker") if (run_dir / name / "checkpoint").exists()]
-    if trained and stamp_path.exists():
-        raise ValueError(f"{run_dir}: the data section differs from the one {trained[0]} was trained on "
+    if trained and stamp_path.exists() and not same:
+        raise ValueError(f"{run_dir}: {_difference(stamp_path.read_text(), stamp)} since {trained[0]} was trained "
                          f"({stamp_path}); use a new run_dir, or delete {run_dir} to start over")
     stamp_path.unlink(missing_ok=True)  # rewritten last: a crash below leaves no stamp to trust
     started = time.perf_counter()
-    interactions = load_interactions(cfg.data)
+    report: dict = {}
+    interactions = load_interactions(cfg.data, report)
+    check_sizes(cfg, len(interactions.items))
     splits = split(interactions.events, cfg.data.split, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
     catalog = interactions.items
     for name, frame in zip(PARTS, (splits.train, splits.val, splits.test, catalog)):
         atomic_write_parquet(run_dir / "data" / f"{name}.parquet", frame)
     space = FeatureSpace.fit(splits.train, catalog, cfg.data.history_length, cfg.retrieval.time_buckets)
     space.save(run_dir / "features.json")
+    atomic_write_json(run_dir / "data" / "report.json", report)
     atomic_write_text(run_dir / "data" / "config.yaml", stamp)
-    log.info("data: %s events, %s items, splits %s (%.1fs)", len(interactions.events), len(catalog),
-             splits.sizes(), time.perf_counter() - started)
+    log.info("data: %s events, %s items, splits %s (%.1fs)%s", len(interactions.events), len(catalog),
+             splits.sizes(), time.perf_counter() - started, _read_summary(report))
     return RunData(splits, catalog, space)
 
 
+def check_sizes(cfg: Config, num_items: int) -> None:
+    """Every k the run will ask for fits the catalog (else top-k fails after training)."""
+    from tfrs_app.config import ConfigError
+
+    asks = [("retrieval.eval_ks", k) for k in cfg.retrieval.eval_ks] + [("index.k", cfg.index.k),
+                                                                         ("index.recall_k", cfg.index.recall_k)]
+    over = [(name, k) for name, k in asks if k > num_items]
+    if over:
+        listed = ", ".join(f"{name}={k}" for name, k in over)
+        raise ConfigError(f"{over[0][0]}: the catalog has {num_items} items, fewer than {listed}; set smaller values "
+                          f"(e.g. --set retrieval.eval_ks=[{','.join(map(str, sorted({max(1, num_items // 10), num_items})))}] "
+                          f"--set index.k={num_items} --set index.recall_k={min(10, num_items)})")
+
+
 def load_data(run_dir: str | Path) -> RunData:
-    """The prepared data of a run directory; FileNotFoundError naming what is missing."""
+    """The prepared data of a run directory; FileNotFoundError naming what is missing, ValueError
+    naming a damaged file."""
     run_dir = Path(run_dir)
     paths = [run_dir / "data" / f"{name}.parquet" for name in PARTS] + [run_dir / "features.json"]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"{run_dir}: no prepared data ({missing[0]} is missing); run a training stage first")
-    frames = {name: pd.read_parquet(run_dir / "data" / f"{name}.parquet") for name in PARTS}
+    frames = {}
+    for name in PARTS:
+        path = run_dir / "data" / f"{name}.parquet"
+        try:
+            frames[name] = pd.read_parquet(path)
+        except Exception as error:  # noqa: BLE001  pyarrow raises several types for a damaged file
+            raise ValueError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
     return RunData(Splits(frames["train"], frames["val"], frames["test"]), frames["items"],
                    FeatureSpace.load(run_dir / "features.json"))
 
 
 def _stamp(cfg: Config) -> str:
-    """What the prepared data depends on: the data section and the feature-space settings."""
-    return yaml.safe_dump({"data": cfg.to_dict()["data"], "time_buckets": cfg.retrieval.time_buckets}, sort_keys=True)
+    """What the prepared data depends on: the data section (paths absolute, so two spellings of
+    one folder agree), the feature-space settings and each input file's size, mtime and head hash."""
+    data = cfg.to_dict()["data"]
+    for name in ("path", "items_path", "manual_dir", "data_dir"):
+        if data[name]:
+            data[name] = str(Path(data[name]).resolve())
+    inputs = {name: input_fingerprint(data[name]) for name in ("path", "items_path") if data[name]}
+    return yaml.safe_dump({"data": data, "inputs": inputs, "time_buckets": cfg.retrieval.time_buckets}, sort_keys=True)
+
+
+def input_fingerprint(path: str) -> dict:
+    """Size, mtime and the SHA-256 of the first MiB: a replaced or edited file changes one of them."""
+    p = Path(path)
+    if not p.is_file():
+        return {"missing": True}
+    stat = p.stat()
+    with p.open("rb") as f:
+        head = hashlib.sha256(f.read(1 << 20)).hexdigest()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": head}
+
+
+def _difference(old: str, new: str) -> str:
+    """What differs between two stamps, in words."""
+    before, after = yaml.safe_load(old) or {}, yaml.safe_load(new) or {}
+    for name, fingerprint in after.get("inputs", {}).items():
+        if before.get("inputs", {}).get(name) != fingerprint:
+            return f"the input file data.{name} ({after['data'][name]}) changed"
+    changed = sorted(k for k in set(before.get("data", {})) | set(after.get("data", {}))
+                     if before.get("data", {}).get(k) != after.get("data", {}).get(k))
+    if changed:
+        return f"the data section differs (data.{changed[0]})"
+    return "the data section differs"
+
+
+def _read_summary(report: dict) -> str:
+    file = report.get("file", {})
+    parts = []
+    if "delimiter" in file:
+        parts.append(f"delimiter {file['delimiter']!r}{' (detected)' if file.get('delimiter_detected') else ''}")
+    if "timestamp_unit" in report:
+        parts.append(f"timestamps read as {report['timestamp_unit']}")
+    if report.get("duplicate_rows"):
+        parts.append(f"{report['duplicate_rows']} exact duplicate rows ({report['duplicates']})")
+    for column, why in report.get("shadowed_columns", {}).items():
+        parts.append(f"file column {column!r} {why}")
+    return "; " + "; ".join(parts) if parts else ""

@@ -31,6 +31,7 @@ Missing labels stay NaN and are masked out of losses, never filled with zeros.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -70,98 +71,283 @@ def user_feature_columns(frame: pd.DataFrame) -> tuple[str, ...]:
     return tuple(sorted(c for c in frame.columns if c.startswith("user_") and c != "user_id"))
 
 
-def validate_interactions(events: pd.DataFrame, items: pd.DataFrame | None = None, source: str = "input") -> Interactions:
+@dataclass(frozen=True)
+class ReadOptions:
+    """How raw columns are read (``data.*`` of the config; see ``DataConfig``).
+
+    timestamp_unit: auto | s | ms | us | ns, for numeric timestamps; timestamp_format: strptime
+    format for string timestamps (None: ISO 8601, or a day/month order the data proves);
+    id_type: str (exactly as written) | int; duplicates: keep | drop exact duplicate rows;
+    labels_from_rating: derive engagement / satisfaction / responsibility from ``rating``.
+    """
+
+    timestamp_unit: str = "auto"
+    timestamp_format: Optional[str] = None
+    id_type: str = "str"
+    duplicates: str = "keep"
+    labels_from_rating: bool = False
+    rating_satisfied: float = 4.0
+    rating_irresponsible: float = 1.0
+
+
+def validate_interactions(events: pd.DataFrame, items: pd.DataFrame | None = None, source: str = "input",
+                          options: ReadOptions = ReadOptions(), report: Optional[dict] = None,
+                          problems: Optional[list] = None) -> Interactions:
     """Checks and canonicalises an interaction log (and optional catalog).
 
     Returns new frames with canonical dtypes; never mutates its inputs. Raises SchemaError
-    naming the column and, where it helps, the first offending row and value.
+    naming the column and, where it helps, the first offending row (rows count from 0, the
+    first data row) and value. With a ``problems`` list, every column's problem is appended
+    there instead and the column is left out (``tfrs-app validate`` lists them all); ``report``
+    receives what was detected (timestamp unit, duplicates, label coverage).
     """
+    report = {} if report is None else report
     if not isinstance(events, pd.DataFrame):
         raise SchemaError(f"{source}: expected a pandas DataFrame, got {type(events).__name__}")
     if len(events) == 0:
         raise SchemaError(f"{source}: the interaction log is empty (0 rows)")
-    for column in REQUIRED:
-        if column not in events.columns:
-            raise SchemaError(f"{source}: missing required column {column!r} (columns: {list(events.columns)})")
+    missing = [column for column in REQUIRED if column not in events.columns]
+    for column in missing:
+        _problem(problems, SchemaError(f"{source}: missing required column {column!r} (columns: {list(events.columns)})"))
+
+    def checked(fn, *args):
+        try:
+            return fn(*args)
+        except SchemaError as error:
+            _problem(problems, error)
+            return None
 
     out = pd.DataFrame(index=pd.RangeIndex(len(events)))
     raw = events.reset_index(drop=True)
+    ids_failed = {}  # only in problems mode: placeholders keep the report going, its counts then unknown
     for column in ("user_id", "item_id"):
-        out[column] = _ids(raw[column], column, source)
-    out["timestamp"] = parse_timestamps(raw["timestamp"], "timestamp", source)
+        ids = checked(_ids, raw[column], column, source, options.id_type) if column in raw.columns else None
+        ids_failed[column] = ids is None
+        out[column] = "?" if ids is None else ids
+    stamps = None
+    if "timestamp" in raw.columns:
+        stamps = checked(_parse_timestamps, raw["timestamp"], "timestamp", source, options)
+    if stamps is not None:
+        stamps, report["timestamp_unit"] = stamps
+        report["timestamp_unit_setting"] = options.timestamp_unit
+    out["timestamp"] = 0 if stamps is None else stamps
     if "rating" in raw.columns:
-        out["rating"] = _numeric(raw["rating"], "rating", source)
+        rating = checked(_numeric, raw["rating"], "rating", source)
+        if rating is not None:
+            out["rating"] = rating
+    if options.labels_from_rating:
+        checked(_labels_from_rating, raw, out, source, options)
     for label in LABELS:
-        if label in raw.columns:
-            out[label] = _binary(raw[label], label, source)
+        if label in raw.columns and label not in out.columns:
+            values = checked(_binary, raw[label], label, source)
+            if values is not None:
+                out[label] = values
         weight = f"weight_{label}"
         if weight in raw.columns:
-            values = _numeric(raw[weight], weight, source)
-            bad = ~np.isfinite(values) | (values < 0)
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                raise SchemaError(f"{source}: column {weight!r} must be finite and >= 0, got {float(values[row])!r} at row {row}")
-            out[weight] = values
+            values = checked(_non_negative, raw[weight], weight, source, f"column {weight!r} must be finite and >= 0")
+            if values is not None:
+                out[weight] = values
     if "position" in raw.columns:
-        out["position"] = _position(raw["position"], source)
-    if "conversion_timestamp" in raw.columns:
-        _conversions(raw, out, source)
+        values = checked(_position, raw["position"], source)
+        if values is not None:
+            out["position"] = values
+    if "conversion_timestamp" in raw.columns and stamps is not None:
+        checked(_conversions, raw, out, source, options)
     for column in pre_signal_columns(raw):
-        values = _numeric(raw[column], column, source)
-        bad = ~np.isfinite(values) | (values < 0)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise SchemaError(f"{source}: pre-conversion signal {column!r} must be a finite number >= 0, "
-                              f"got {float(values[row])!r} at row {row}")
+        values = checked(_non_negative, raw[column], column, source,
+                         f"pre-conversion signal {column!r} must be a finite number >= 0")
+        if values is None:
+            continue
         out[column] = values
         stamp = f"{column}_timestamp"
         if stamp in raw.columns:
-            out[stamp] = _optional_times(raw[stamp], stamp, source)
+            times = checked(_optional_times, raw[stamp], stamp, source, options)
+            if times is None:
+                continue
+            out[stamp] = times
             early = np.flatnonzero(out[stamp].to_numpy() < out["timestamp"].to_numpy())
             if early.size:
-                raise SchemaError(f"{source}: column {stamp!r} is before the impression's timestamp at row "
-                                  f"{int(early[0])}")
+                _problem(problems, SchemaError(f"{source}: column {stamp!r} is before the impression's timestamp at "
+                                               f"row {int(early[0])}"))
     for column in ITEM_TEXT:
         if column in raw.columns:
             out[column] = _text(raw[column], column, source)
     for column in user_feature_columns(raw):
         out[column] = _text(raw[column], column, source)
 
+    duplicated = out.duplicated().to_numpy()
+    report["duplicate_rows"] = int(duplicated.sum())
+    if duplicated.any():
+        report["duplicate_first_row"] = int(np.flatnonzero(duplicated)[0])
+        if options.duplicates == "drop":
+            out = out[~duplicated]
+    report["duplicates"] = options.duplicates
+    report["id_type"] = options.id_type
     out = out.sort_values(["timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True)
-    catalog = _catalog(out, items, source)
+    catalog = checked(_catalog, out, items, source, options.id_type)
+    if catalog is None:
+        catalog = _catalog(out, None, source, options.id_type)
+    # item features come from the catalog (the items table), so a log without text columns trains
+    text = catalog.set_index("item_id")
+    for column in ITEM_TEXT:
+        out[column] = text[column].reindex(out["item_id"]).fillna("").to_numpy(dtype=object)
+    report.update(describe(out, catalog))
+    if ids_failed["user_id"]:
+        report["users"] = None
+    if ids_failed["item_id"]:
+        report["items_in_log"] = report["catalog_items"] = None
     return Interactions(events=out, items=catalog)
 
 
-def parse_timestamps(values: pd.Series, column: str, source: str) -> np.ndarray:
-    """Unix seconds (int64) from ints, floats, datetimes or date strings; errors name the row."""
+def describe(events: pd.DataFrame, catalog: pd.DataFrame) -> dict:
+    """Row, user and item counts and the number of known labels per head."""
+    return {"rows": int(len(events)), "users": int(events["user_id"].nunique()),
+            "items_in_log": int(events["item_id"].nunique()), "catalog_items": int(len(catalog)),
+            "label_coverage": {label: (int(np.isfinite(events[label]).sum()) if label in events.columns else 0)
+                               for label in LABELS}}
+
+
+def _problem(problems: Optional[list], error: SchemaError) -> None:
+    if problems is None:
+        raise error
+    problems.append(str(error))
+
+
+def _non_negative(values: pd.Series, column: str, source: str, message: str) -> np.ndarray:
+    numbers = _numeric(values, column, source)
+    bad = ~np.isfinite(numbers) | (numbers < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise SchemaError(f"{source}: {message}, got {float(numbers[row])!r} at row {row}")
+    return numbers
+
+
+def _labels_from_rating(raw: pd.DataFrame, out: pd.DataFrame, source: str, options: ReadOptions) -> None:
+    """The MovieLens mapping (ARCHITECTURE.md section 2): a rating is an engagement; satisfied
+    at >= rating_satisfied; irresponsible at <= rating_irresponsible. Unrated rows stay unknown."""
+    if "rating" not in out.columns:
+        raise SchemaError(f"{source}: data.labels_from_rating needs a 'rating' column "
+                          f"(map yours with data.columns.rating), columns: {list(raw.columns)}")
+    present = [label for label in LABELS if label in raw.columns]
+    if present:
+        raise SchemaError(f"{source}: data.labels_from_rating derives {present[0]!r}, but the log has that column too; "
+                          "map one or the other")
+    rating = out["rating"].to_numpy(dtype=np.float32)
+    rated = ~np.isnan(rating)
+    out["engagement"] = np.where(rated, 1.0, np.nan).astype(np.float32)
+    out["satisfaction"] = np.where(rated, rating >= options.rating_satisfied, np.nan).astype(np.float32)
+    out["responsibility"] = np.where(rated, rating > options.rating_irresponsible, np.nan).astype(np.float32)
+
+
+# Unix seconds must fall in [1970, 2300): beyond is a unit error (milliseconds read as seconds), not a date.
+MAX_SECONDS = 10_413_792_000
+UNIT_SCALE = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+_AUTO_BANDS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"), (np.inf, "ns"))  # magnitude below -> unit
+_DAY_MONTH = r"^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{2,4})\b"
+
+
+def parse_timestamps(values: pd.Series, column: str, source: str, options: ReadOptions = ReadOptions()) -> np.ndarray:
+    """Unix seconds (int64) from numbers (``options.timestamp_unit``), datetimes or date strings."""
+    return _parse_timestamps(values, column, source, options)[0]
+
+
+def _parse_timestamps(values: pd.Series, column: str, source: str, options: ReadOptions) -> tuple[np.ndarray, str]:
+    """(Unix seconds int64, how they were read: a unit or a format); errors name the real row."""
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise SchemaError(f"{source}: column {column!r} has {int(values.isna().sum())} null values (first at row {row})")
     if pd.api.types.is_bool_dtype(values):
         raise SchemaError(f"{source}: column {column!r} must be a time, got booleans")
-    if pd.api.types.is_numeric_dtype(values):
-        return values.to_numpy().astype(np.int64)
     if pd.api.types.is_datetime64_any_dtype(values):
-        return (pd.to_datetime(values, utc=True).astype("int64") // 10**9).to_numpy()
-    parsed = pd.to_datetime(values.astype(str), errors="coerce", utc=True, format="mixed")
+        return (pd.to_datetime(values, utc=True).astype("int64") // 10**9).to_numpy(), "datetime"
+    if not pd.api.types.is_numeric_dtype(values) and options.timestamp_format is None:
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.isna().mean() >= 0.5:
+            return _parse_dates(values.astype(str), column, source)
+        if numbers.isna().any():  # an epoch column with a few bad strings: name the first one
+            row = int(np.flatnonzero(numbers.isna().to_numpy())[0])
+            raise SchemaError(f"{source}: column {column!r} holds epoch numbers, but {values.iloc[row]!r} at row {row} "
+                              "is not a number")
+        values = numbers
+    elif not pd.api.types.is_numeric_dtype(values):
+        parsed = pd.to_datetime(values.astype(str), format=options.timestamp_format, errors="coerce", utc=True)
+        _no_nat(parsed, values, column, source, f" for data.timestamp_format {options.timestamp_format!r}")
+        return _checked_seconds(parsed, values, column, source), options.timestamp_format
+    numbers = values.to_numpy(dtype=np.float64)
+    values = pd.Series(values.tolist(), dtype=object)  # plain Python numbers in messages
+    negative = np.flatnonzero(numbers < 0)
+    if negative.size:
+        row = int(negative[0])
+        raise SchemaError(f"{source}: column {column!r} has a negative timestamp {values.iloc[row]!r} at row {row}")
+    unit = options.timestamp_unit
+    if unit == "auto":
+        bands = np.searchsorted([b for b, _ in _AUTO_BANDS], numbers, side="right")
+        found = np.unique(bands)
+        if found.size > 1:
+            first = {int(b): int(np.flatnonzero(bands == b)[0]) for b in found}
+            seen = ", ".join(f"{UNIT_NAMES[_AUTO_BANDS[b][1]]} (row {r}: {values.iloc[r]!r})" for b, r in first.items())
+            raise SchemaError(f"{source}: column {column!r} mixes timestamp units: {seen}; convert the column to one "
+                              "unit, or set data.timestamp_unit")
+        unit = _AUTO_BANDS[int(found[0])][1]
+    seconds = np.floor(numbers / UNIT_SCALE[unit])
+    beyond = np.flatnonzero(seconds >= MAX_SECONDS)
+    if beyond.size:
+        row = int(beyond[0])
+        raise SchemaError(f"{source}: column {column!r}: {values.iloc[row]!r} at row {row} is after the year 2300 read as "
+                          f"{UNIT_NAMES[unit]}; set data.timestamp_unit (s, ms, us or ns)")
+    return seconds.astype(np.int64), unit
+
+
+def _parse_dates(text: pd.Series, column: str, source: str) -> tuple[np.ndarray, str]:
+    """Date strings without a format: ISO 8601; else d/m/Y or m/d/Y only where some day > 12 proves
+    the order (pandas alone reads each row month-first when it can, silently swapping the rest)."""
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    if not parsed.isna().any():
+        return _checked_seconds(parsed, text, column, source), "ISO 8601"
+    parts = text.str.extract(_DAY_MONTH)
+    if parts[0].notna().all():
+        first, second = parts[0].astype(int), parts[2].astype(int)
+        day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
+        if day_first == month_first:
+            why = "both orders appear" if day_first else "no day is above 12, so the order is ambiguous"
+            raise SchemaError(f"{source}: column {column!r} holds dd/mm or mm/dd dates and {why}; set "
+                              "data.timestamp_format, e.g. '%d/%m/%Y'")
+        parsed = pd.to_datetime(text, dayfirst=day_first, format="mixed", errors="coerce", utc=True)
+        _no_nat(parsed, text, column, source, "")
+        return _checked_seconds(parsed, text, column, source), "day first" if day_first else "month first"
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    _no_nat(parsed, text, column, source, "")
+    return _checked_seconds(parsed, text, column, source), "dates"
+
+
+def _no_nat(parsed: pd.Series, values: pd.Series, column: str, source: str, why: str) -> None:
     if parsed.isna().any():
         row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-        raise SchemaError(f"{source}: column {column!r} has an unparsable timestamp {values.iloc[row]!r} at row {row}")
-    return (parsed.astype("int64") // 10**9).to_numpy()
+        raise SchemaError(f"{source}: column {column!r} has an unparsable timestamp {values.iloc[row]!r} at row {row}{why}")
 
 
-def _optional_times(values: pd.Series, column: str, source: str) -> np.ndarray:
+def _checked_seconds(parsed: pd.Series, values: pd.Series, column: str, source: str) -> np.ndarray:
+    seconds = (parsed.astype("int64") // 10**9).to_numpy()
+    bad = np.flatnonzero((seconds < 0) | (seconds >= MAX_SECONDS))
+    if bad.size:
+        row = int(bad[0])
+        raise SchemaError(f"{source}: column {column!r}: {values.iloc[row]!r} at row {row} is outside 1970-2300")
+    return seconds
+
+
+def _optional_times(values: pd.Series, column: str, source: str, options: ReadOptions = ReadOptions()) -> np.ndarray:
     """Unix seconds as float64 with NaN where the value is missing (a conversion not yet made)."""
     out = np.full(len(values), np.nan)
     known = values.notna().to_numpy() & (values.astype(str).str.strip() != "").to_numpy()
     if known.any():
-        out[known] = parse_timestamps(values[known].reset_index(drop=True), column, source).astype(np.float64)
+        out[known] = parse_timestamps(values[known].reset_index(drop=True), column, source, options).astype(np.float64)
     return out
 
 
-def _conversions(raw: pd.DataFrame, out: pd.DataFrame, source: str) -> None:
+def _conversions(raw: pd.DataFrame, out: pd.DataFrame, source: str, options: ReadOptions) -> None:
     """conversion_timestamp (NaN = not converted), never before the impression; engagement follows it."""
-    conversion = _optional_times(raw["conversion_timestamp"], "conversion_timestamp", source)
+    conversion = _optional_times(raw["conversion_timestamp"], "conversion_timestamp", source, options)
     early = np.flatnonzero(conversion < out["timestamp"].to_numpy())
     if early.size:
         row = int(early[0])
@@ -179,18 +365,23 @@ def _conversions(raw: pd.DataFrame, out: pd.DataFrame, source: str) -> None:
     out["engagement"] = converted
 
 
-def _ids(values: pd.Series, column: str, source: str) -> np.ndarray:
+def _ids(values: pd.Series, column: str, source: str, id_type: str = "str") -> np.ndarray:
+    """Ids as strings. ``str``: exactly as written (trimmed), so ``00001`` stays ``00001``; a float
+    column (a parquet or in-memory frame) holds whole numbers, written without ``.0``. ``int``:
+    integers, so ``1``, ``01`` and ``1.0`` are one id."""
     nulls = values.isna().to_numpy()
     if nulls.any():
         raise SchemaError(
             f"{source}: column {column!r} has {int(nulls.sum())} null values (first at row {int(np.flatnonzero(nulls)[0])})"
         )
-    if pd.api.types.is_float_dtype(values):
-        whole = np.mod(values.to_numpy(), 1) == 0
+    if id_type == "int" or pd.api.types.is_float_dtype(values):
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        whole = np.isfinite(numbers) & (np.mod(numbers, 1) == 0)
         if not whole.all():
             row = int(np.flatnonzero(~whole)[0])
-            raise SchemaError(f"{source}: column {column!r} holds a non-integer id {values.iloc[row]!r} at row {row}")
-        values = values.astype(np.int64)
+            raise SchemaError(f"{source}: column {column!r} holds a non-integer id {values.iloc[row]!r} at row {row}"
+                              + (" (data.id_type is int)" if id_type == "int" else ""))
+        values = pd.Series(numbers.astype(np.int64))
     text = values.astype(str).str.strip()
     empty = (text == "").to_numpy()
     if empty.any():
@@ -233,7 +424,7 @@ def _text(values: pd.Series, column: str, source: str) -> np.ndarray:
     return values.fillna("").astype(str).to_numpy(dtype=object)
 
 
-def _catalog(events: pd.DataFrame, items: pd.DataFrame | None, source: str) -> pd.DataFrame:
+def _catalog(events: pd.DataFrame, items: pd.DataFrame | None, source: str, id_type: str = "str") -> pd.DataFrame:
     """The catalog: the given items table, or the items of the log with their first title/genres."""
     if items is None:
         columns = ["item_id"] + [c for c in ITEM_TEXT if c in events.columns]
@@ -244,7 +435,7 @@ def _catalog(events: pd.DataFrame, items: pd.DataFrame | None, source: str) -> p
             raise SchemaError(f"{where}: the item catalog is empty (0 rows)")
         if "item_id" not in items.columns:
             raise SchemaError(f"{where}: missing required column 'item_id' (columns: {list(items.columns)})")
-        catalog = pd.DataFrame({"item_id": _ids(items["item_id"].reset_index(drop=True), "item_id", where)})
+        catalog = pd.DataFrame({"item_id": _ids(items["item_id"].reset_index(drop=True), "item_id", where, id_type)})
         for column in ITEM_TEXT:
             if column in items.columns:
                 catalog[column] = _text(items[column].reset_index(drop=True), column, where)

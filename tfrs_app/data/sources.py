@@ -2,12 +2,24 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import Optional
 
 from tfrs_app.config import DataConfig
-from tfrs_app.data.schema import Interactions
+from tfrs_app.data.schema import Interactions, ReadOptions
 
 
-def load_interactions(cfg: DataConfig) -> Interactions:
+def read_options(cfg: DataConfig) -> ReadOptions:
+    return ReadOptions(timestamp_unit=cfg.timestamp_unit, timestamp_format=cfg.timestamp_format, id_type=cfg.id_type,
+                       duplicates=cfg.duplicates, labels_from_rating=cfg.labels_from_rating,
+                       rating_satisfied=cfg.rating_satisfied, rating_irresponsible=cfg.rating_irresponsible)
+
+
+def load_interactions(cfg: DataConfig, report: Optional[dict] = None, problems: Optional[list] = None) -> Interactions:
+    """The validated log of ``cfg``; ``report`` receives what was detected (tabular sources),
+    ``problems`` collects every schema problem instead of raising at the first."""
+    if cfg.manual_dir and not Path(cfg.manual_dir).is_dir():  # else tfds retries downloading for minutes
+        raise FileNotFoundError(f"data.manual_dir: no such folder {cfg.manual_dir!r} (resolved: {Path(cfg.manual_dir).resolve()})")
     if cfg.source == "synthetic":
         from tfrs_app.data.synthetic import generate
 
@@ -22,4 +34,5 @@ def load_interactions(cfg: DataConfig) -> Interactions:
         return load_movielens(cfg.source.split("/", 1)[1], data_dir=cfg.data_dir, manual_dir=cfg.manual_dir)
     from tfrs_app.data.tabular import load_tabular
 
-    return load_tabular(cfg.path, cfg.columns, cfg.items_path, fmt=cfg.source)
+    return load_tabular(cfg.path, cfg.columns, cfg.items_path, fmt=cfg.source, delimiter=cfg.delimiter,
+                        encoding=cfg.encoding, options=read_options(cfg), report=report, problems=problems)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tfrs_app.data.schema import GENRE_SEPARATOR, user_feature_columns
-from tfrs_app.io import atomic_write_text
+from tfrs_app.io import atomic_write_text, read_json
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,9 @@ class FeatureSpace:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureSpace":
-        raw = json.loads(Path(path).read_text())
+        raw = read_json(path)
+        if not isinstance(raw, dict) or not set(cls.__dataclass_fields__) >= set(raw) or "item_ids" not in raw:
+            raise ValueError(f"{path}: not a feature space (keys {sorted(raw) if isinstance(raw, dict) else type(raw)})")
         raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
         raw["user_features"] = {k: tuple(v) for k, v in raw["user_features"].items()}
         return cls(**raw)

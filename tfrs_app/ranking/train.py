@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -65,6 +65,29 @@ def split_examples(cfg: Config, data: RunData, name: str, train: pd.DataFrame | 
                             r.negative_sampling_power, cfg.seed + SPLIT_SEEDS[name], r.use_position)
 
 
+LABEL_SOURCES = {
+    "engagement": "an 'engagement' column (1 acted on / 0 shown only), a 'conversion_timestamp' column, or "
+                  "'rating' with data.labels_from_rating=true",
+    "satisfaction": "a 'satisfaction' column (0/1), or 'rating' with data.labels_from_rating=true",
+    "responsibility": "a 'responsibility' column (0/1), or 'rating' with data.labels_from_rating=true",
+}
+
+
+def check_labels(train: RankingExamples, loss_weights: Mapping[str, float]) -> None:
+    """Every head with a loss weight has labels of both classes in the training split, or
+    ValueError naming the head and the columns that would feed it (a head trained on nothing
+    would be exported and served anyway). ``ranker.loss_weights.<head>=0`` opts a head out."""
+    for head in HEADS:
+        if loss_weights.get(head, 1.0) == 0:
+            continue
+        label = train.labels[head]
+        known = label[~np.isnan(label)]
+        if known.size == 0 or np.all(known == known[0]):
+            what = "no labels" if known.size == 0 else f"labels of one class only (all {int(known[0])})"
+            raise ValueError(f"ranker head {head!r}: {what} in the training split; the log needs {LABEL_SOURCES[head]} "
+                             f"(or set ranker.loss_weights.{head}=0 to train without this head)")
+
+
 def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict:
     """Trains, predicts on val/test (deterministic and MC), evaluates; returns the metrics dict."""
     strategy = make_strategy(cfg.strategy)  # first: multi-worker collectives must be set up before any op runs
@@ -88,6 +111,7 @@ def run(cfg: Config, callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> d
     relabelled = (data.splits.train.assign(engagement=weighted.labels, weight_engagement=weighted.weights)
                   if weighted.summary["applied"] else None)  # without conversion times the log's labels stand
     train = split_examples(cfg, data, "train", relabelled)
+    check_labels(train, cfg.ranker.loss_weights)
     log.info("ranker: %d training examples (%d logged, %d sampled impressions) in %.1fs", len(train),
              int(train.is_logged.sum()), int((~train.is_logged).sum()), time.perf_counter() - started)
     with strategy.scope():

@@ -9,7 +9,6 @@ reaches it: the caller hands it a function over the validation split.
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Callable, Optional
 import tfrs_app  # noqa: F401
 import tensorflow as tf
 
-from tfrs_app.io import atomic_write_dir, atomic_write_json
+from tfrs_app.io import atomic_write_dir, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +48,14 @@ class BestEpoch(tf.keras.callbacks.Callback):
     def load(self) -> None:
         """Picks up what an interrupted (or finished) fit in the same directory measured."""
         if self._state.exists():
-            state = json.loads(self._state.read_text())
+            try:
+                state = read_json(self._state)
+            except ValueError as error:
+                state, why = {}, str(error)
+            else:
+                why = "early-stopping state of another config or data"
             if state.get("fingerprint") != self.fingerprint or state.get("monitor") != self.monitor:
-                log.warning("%s: early-stopping state of another config or data; starting over", self.directory)
+                log.warning("%s: %s; starting over", self.directory, why)
                 shutil.rmtree(self.directory, ignore_errors=True)
                 return
             self.history = [tuple(h) for h in state["history"]]

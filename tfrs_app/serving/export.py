@@ -9,30 +9,52 @@
 
 Signature ``serving_default`` takes raw features by name and returns the top-k:
 
-    inputs:  user_id [B] string, timestamp [B] int64 (Unix s), history [B, L] string
+    inputs:  user_id [B] string, timestamp [B] int64 (Unix s in [0, 2300-01-01)), history [B, L] string
              (most recent first, "" pads, L may be 1 with ""), user_<f> [B] string per feature
     outputs: item_ids [B, k] string, scores [B, k] float32
 
-A version is written into a hidden temporary folder and renamed into place when complete, so
-TF Serving never sees half a model and the previous version stays loadable throughout.
+One export is one version number for all its models: one past the highest version of any model
+under the base dir, taken under an exclusive lock (``<base_dir>/.export.lock``; a second export
+waits for it). Each model is written into a hidden ``<model>/.tmp-<version>-<pid>`` folder; only
+when all of them are written are they renamed into place and ``models.config`` rewritten, so TF
+Serving never sees half a model or half an export, and the previous versions stay loadable
+throughout. A failure removes everything this export wrote; the temp folders of a killed export
+are removed by the next one.
 ``assets.extra/tfrs_app.json`` records what the model needs (``requires_scann``) and how it
 was built; TF Serving ignores it.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import logging
 import os
+import re
 import shutil
 import time
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
 import tfrs_app  # noqa: F401
 import tensorflow as tf
 
+from tfrs_app.serving.inputs import checked
+
 METADATA = "assets.extra/tfrs_app.json"
+LOCK = ".export.lock"
+LOCK_TIMEOUT_S = 900.0  # longer than a whole export of every model takes on 2 cores
+_TMP = re.compile(r"\.tmp-(\d+)-(\d+)")
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(RuntimeError):
+    """An export that could not be written (another export holds the lock, or the disk is full);
+    nothing of it was left behind."""
 
 
 def query_specs(user_features: Sequence[str]) -> dict[str, tf.TensorSpec]:
@@ -57,6 +79,7 @@ class RetrievalServer(tf.Module):
         self.serve = tf.function(self._serve)
 
     def _serve(self, features):
+        features = checked(features, self.input_specs)
         query = self.query_tower(features, training=False)
         scores, ids = self.index(query, k=self.k)
         # ScaNN's op has no static shape: state it, so signature metadata shows [B, k]
@@ -66,32 +89,133 @@ class RetrievalServer(tf.Module):
         return {"serving_default": self.serve.get_concrete_function(self.input_specs)}
 
 
-def next_version(model_dir: Path) -> int:
-    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+def next_version(base_dir: Path) -> int:
+    """One past the highest version of any model under ``base_dir``: the models of one export share
+    a number, and a model exported alone never takes a number another model already has."""
+    versions = [int(v.name) for v in Path(base_dir).glob("*/*") if v.is_dir() and v.name.isdigit()]
     return max(versions, default=0) + 1
 
 
-def publish(model_dir: str | os.PathLike, write: Callable[[Path], None], version: int | None = None) -> Path:
-    """Calls ``write(tmp_dir)`` and renames tmp_dir to ``model_dir/<version>``; returns that path.
+@contextmanager
+def export_lock(base_dir: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on ``<base_dir>/.export.lock``, waiting up to ``timeout_s`` for
+    another export to finish (then ExportError naming the lock).
 
-    The version defaults to one past the highest existing. An existing version is never
-    overwritten, and a failed write leaves nothing behind.
+    The kernel drops the lock of a killed process, so a dead export never blocks the next one.
+    The file is removed on release (a waiter that then holds a removed file locks the new one),
+    so the base dir keeps only models and configs.
     """
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    version = next_version(model_dir) if version is None else int(version)
-    final = model_dir / str(version)
-    if final.exists():
-        raise FileExistsError(f"{final}: version {version} already exists; versions are never overwritten")
-    tmp = model_dir / f".tmp-{version}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    lock = Path(base_dir) / LOCK
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() > deadline:
+                raise ExportError(f"{lock}: another export into {base_dir} holds this lock; gave up after waiting "
+                                  f"{timeout_s:.0f}s (let it finish, then export again)") from None
+            time.sleep(0.1)
+            continue
+        try:
+            current = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
     try:
-        write(tmp)
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def remove_stale_temps(base_dir: Path) -> list[Path]:
+    """Removes the ``<model>/.tmp-<version>-<pid>`` folders of exports that were killed: their pid is
+    gone, or is this process (called under the lock, when this process is writing none)."""
+    removed = []
+    for tmp in sorted(Path(base_dir).glob("*/.tmp-*")):
+        match = _TMP.fullmatch(tmp.name)
+        if match and tmp.is_dir() and not _alive(int(match[2])):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    if removed:
+        log.warning("removed %d temp folder(s) of killed exports: %s", len(removed), ", ".join(map(str, removed)))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def publish_all(base_dir: str | os.PathLike, writes: Mapping[str, Callable[[Path], None]],
+                version: int | None = None, lock_timeout_s: float = LOCK_TIMEOUT_S) -> dict[str, Path]:
+    """Publishes one export: ``write(tmp)`` per model, then all renamed to ``<base_dir>/<model>/<version>``.
+
+    Under the lock: stale temp folders are removed, the version defaults to ``next_version``,
+    every model is written to its temp folder, and only then are all renamed into place and
+    ``models.config`` rewritten (last). An existing version is never overwritten. On any
+    failure this export's temp folders and the versions it already renamed are removed, so the
+    models are published together or not at all; a full disk becomes an ExportError naming the
+    base dir. Returns {model: version path}.
+    """
+    from tfrs_app.serving.tf_serving import write_models_config
+
+    base = Path(base_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    with export_lock(base, lock_timeout_s):
+        remove_stale_temps(base)
+        version = next_version(base) if version is None else int(version)
+        finals = {name: base / name / str(version) for name in writes}
+        for final in finals.values():
+            if final.exists():
+                raise FileExistsError(f"{final}: version {version} already exists; versions are never overwritten")
+        temps = {name: base / name / f".tmp-{version}-{os.getpid()}" for name in writes}
+        new_models = [tmp.parent for tmp in temps.values() if not tmp.parent.exists()]
+        renamed = []
+        try:
+            for name, write in writes.items():
+                temps[name].parent.mkdir(parents=True, exist_ok=True)
+                write(temps[name])
+            for name in writes:
+                os.rename(temps[name], finals[name])
+                renamed.append(finals[name])
+            write_models_config(base)
+        except BaseException as error:
+            for path in (*temps.values(), *renamed):
+                shutil.rmtree(path, ignore_errors=True)
+            for model in new_models:  # a model folder this export created, now empty
+                with suppress(OSError):
+                    model.rmdir()
+            if _disk_full(error):
+                raise ExportError(f"{base}: the disk is full ({type(error).__name__}: {error}); nothing of export "
+                                  f"version {version} was kept: free space there and export again") from error
+            raise
+    return finals
+
+
+def publish(model_dir: str | os.PathLike, write: Callable[[Path], None], version: int | None = None) -> Path:
+    """``publish_all`` of one model; ``model_dir`` is ``<base_dir>/<model>``. Returns the version path."""
+    model_dir = Path(model_dir)
+    return publish_all(model_dir.parent, {model_dir.name: write}, version)[model_dir.name]
+
+
+def _disk_full(error: BaseException) -> bool:
+    """ENOSPC (or a quota) from Python, or TensorFlow's ResourceExhaustedError: what TF's file
+    system turns ENOSPC into while tf.saved_model.save writes variables."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(error, tf.errors.ResourceExhaustedError)
 
 
 def save_server(server: tf.Module, path: Path, metadata: dict, scann: bool = False,

@@ -6,6 +6,8 @@ Stock TensorFlow ops only. Inputs, one row per (user, candidate) pair, all batch
     user_id, timestamp (int64), history [B, L] (most recent first, "" pads), user_<f>...,
     item_id, item_title, item_genres ("|"-joined)
 
+Every input is checked first (``serving/inputs.py``): ranks, one batch size, timestamps in seconds.
+
 Signatures:
 
 - ``serving_default`` (deterministic, dropout off): ``<head>`` [B] float32 probability for
@@ -28,6 +30,7 @@ from tfrs_app.decision.thresholds import ThresholdTable
 from tfrs_app.ranking.model import MultiHeadRanker
 from tfrs_app.ranking.uncertainty import mc_logits, summarize
 from tfrs_app.serving.export import query_specs
+from tfrs_app.serving.inputs import checked
 
 CANDIDATE_INPUTS = ("item_id", "item_title", "item_genres")
 
@@ -58,9 +61,11 @@ class RankerServer(tf.Module):
         self.sample = tf.function(self._sample)
 
     def _serve(self, features):
+        features = checked(features, self.input_specs)
         return {h: tf.sigmoid(logit) for h, logit in self.model(features, training=False).items()}
 
     def _sample(self, features):
+        features = checked(features, self.input_specs)
         out = {}
         for head, logits in mc_logits(self.model, features, self.num_samples, self.seed).items():
             mean, std = summarize(logits)

@@ -53,6 +53,7 @@ from tfrs_app.decision.thresholds import ThresholdTable
 from tfrs_app.ranking.model import MultiHeadRanker
 from tfrs_app.ranking.uncertainty import mc_logits, summarize
 from tfrs_app.serving.export import query_specs
+from tfrs_app.serving.inputs import checked
 from tfrs_app.serving.load import query_request
 from tfrs_app.serving.ranker import decide
 
@@ -124,6 +125,7 @@ class RecommenderServer(tf.Module):
         return {"serving_default": self.serve.get_concrete_function(self.input_specs)}
 
     def _serve(self, features):
+        features = checked(features, self.input_specs)  # named errors for wrong ranks, batch sizes, timestamps
         history = features["history"]
         batch = tf.shape(history)[0]
         query_inputs = dict(features, history=history[:, : self.history_length])

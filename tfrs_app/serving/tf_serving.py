@@ -6,10 +6,12 @@
   available (no slow first request after a deploy). ``replay_warmup`` parses the records and
   runs them against the SavedModel, as TF Serving does.
 - ``write_models_config(base_dir)``: ``<base_dir>/models.config`` listing every model base path
-  under ``base_dir``, for ``tensorflow_model_server --model_config_file``. Paths are written as
-  ``/models/<name>`` (mount ``saved_models`` at ``/models``), or absolute with ``absolute=True``.
+  under ``base_dir`` with at least one complete version, for ``tensorflow_model_server
+  --model_config_file``. Paths are written as ``/models/<name>`` (mount ``saved_models`` at
+  ``/models``), or absolute with ``absolute=True``.
 - ``describe(path)``: signatures and versions of one model or of a whole ``saved_models`` folder,
-  read from ``saved_model.pb`` without loading any ops (so it works on ScaNN exports too).
+  read from ``saved_model.pb`` without loading any ops (so it works on ScaNN exports too); each
+  version is reported complete or incomplete with the reason, never failing the whole listing.
 """
 from __future__ import annotations
 
@@ -75,23 +77,24 @@ def replay_warmup(version_dir: str | os.PathLike) -> int:
 
 
 def model_dirs(base_dir: str | os.PathLike) -> list[Path]:
-    """Model base paths under ``base_dir``: folders holding at least one integer version with a saved_model.pb."""
+    """Model base paths under ``base_dir``: folders holding at least one complete integer version."""
+    from tfrs_app.serving.load import newest_complete
+
     base = Path(base_dir)
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and any(
-        v.is_dir() and v.name.isdigit() and (v / "saved_model.pb").exists() for v in p.iterdir()))
+    return sorted(p for p in base.iterdir() if p.is_dir() and newest_complete(p)[0] is not None)
 
 
 def write_models_config(base_dir: str | os.PathLike, absolute: bool = False) -> Path:
     """``<base_dir>/models.config`` with every model base path (TF Serving serves each one's latest
     version), and ``models.stock.config`` without the ones that need ScaNN's ops, for stock
     ``tensorflow/serving`` images. Returns the first path."""
-    from tfrs_app.serving.load import metadata
+    from tfrs_app.serving.load import metadata, newest_complete
 
     base = Path(base_dir)
     models = model_dirs(base)
-    stock = [m for m in models if not metadata(_latest(m)).get("requires_scann")]
+    stock = [m for m in models if not metadata(newest_complete(m)[0]).get("requires_scann")]
     for name, chosen in (("models.config", models), ("models.stock.config", stock)):
         entries = [f'  config {{\n    name: "{m.name}"\n    base_path: "{m.resolve() if absolute else "/models/" + m.name}"\n'
                    f'    model_platform: "tensorflow"\n  }}\n' for m in chosen]
@@ -99,29 +102,50 @@ def write_models_config(base_dir: str | os.PathLike, absolute: bool = False) -> 
     return base / "models.config"
 
 
-def _latest(model: Path) -> Path:
-    return max((v for v in model.iterdir() if v.is_dir() and v.name.isdigit()), key=lambda v: int(v.name))
-
-
 def describe(path: str | os.PathLike) -> str:
     """Versions, metadata and signatures of a model base path, a version folder, or a folder of models."""
+    from tfrs_app.serving.load import version_dirs, version_problem
+
     path = Path(path)
-    if (path / "saved_model.pb").exists():
-        return _describe_version(path)
+    if (path / "saved_model.pb").exists() or (path.is_dir() and path.name.isdigit() and not version_dirs(path)):
+        problem = version_problem(path)  # a version folder
+        return f"{path}: INCOMPLETE ({problem})" if problem else _describe_version(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such SavedModel, model base path or models folder")
-    versions = sorted((p for p in path.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-    if versions:
-        lines = [f"{path}: versions {[int(v.name) for v in versions]} (TF Serving serves {versions[-1].name})"]
-        return "\n".join(lines + [_describe_version(versions[-1])])
-    models = model_dirs(path)
+    if version_dirs(path):
+        return _describe_model(path)
+    models = sorted(p for p in path.iterdir() if p.is_dir() and version_dirs(p))
     if not models:
         raise FileNotFoundError(f"{path}: holds no SavedModel versions")
-    parts = [describe(model) for model in models]
+    parts = [_describe_model(model) for model in models]
     config = path / "models.config"
     if config.exists():
         parts.append(f"{config}: lists {config.read_text().count('name:')} models")
     return "\n\n".join(parts)
+
+
+def _describe_model(model: Path) -> str:
+    """Each version, complete or why not; the one TF Serving serves; the newest complete in full.
+
+    TF Serving serves the highest integer version whatever it holds, so an incomplete highest
+    version fails there, while ``load_saved_model`` falls back to the newest complete one.
+    """
+    from tfrs_app.serving.load import version_dirs, version_problem
+
+    versions = version_dirs(model)
+    problems = {v: version_problem(v) for v in versions}
+    complete = [v for v in versions if problems[v] is None]
+    lines = [f"{model}: versions {[int(v.name) for v in versions]} (TF Serving serves {versions[-1].name})"]
+    for version in versions:
+        state = "complete" if problems[version] is None else f"INCOMPLETE ({problems[version]})"
+        if version == versions[-1] and problems[version]:
+            state += ": TF Serving picks this one and fails on it; remove it or export again"
+        lines.append(f"  version {version.name}: {state}")
+    if not complete:
+        return "\n".join(lines + ["  no complete version: nothing here can be loaded"])
+    if complete[-1] != versions[-1]:
+        lines.append(f"  tfrs_app's loader uses version {complete[-1].name}, the newest complete one")
+    return "\n".join(lines + [_describe_version(complete[-1])])
 
 
 def _describe_version(version: Path) -> str:
