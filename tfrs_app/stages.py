@@ -141,14 +141,16 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
     """
     run_dir = Path(run_dir)
     has_retrieval = trained is not None or (run_dir / "retrieval" / "checkpoint").exists()
-    has_ranker = (run_dir / "ranker" / "config.yaml").exists()  # written when ranker training starts
+    has_ranker = (run_dir / "ranker" / "checkpoint" / "ranker.index").exists()
+    if (run_dir / "ranker" / "config.yaml").exists() and not has_ranker:  # its training was refused or killed
+        log.warning("%s: the ranker's training did not finish (no checkpoint); exporting without it", run_dir)
     if not has_retrieval and not has_ranker:
         raise FileNotFoundError(f"{run_dir}: nothing to export (train retrieval or the ranker first)")
     ranker = None
     if has_ranker:
         from tfrs_app.ranking.train import load_trained_ranker
 
-        ranker = load_trained_ranker(run_dir)  # FileNotFoundError if its training did not finish
+        ranker = load_trained_ranker(run_dir)
         if not (run_dir / "ranker" / "thresholds").is_dir():
             raise FileNotFoundError(f"{run_dir}: the ranker is trained but not calibrated: run "
                                     f"`tfrs-app calibrate-thresholds --run-dir {run_dir}` first")

@@ -76,7 +76,7 @@ def test_validate_lists_every_problem_with_file_column_and_row(tmp_path, capsys)
     for expected in ("column 'item_id' has 1 null values (first at row 1)",
                      "column 'timestamp' mixes timestamp units: seconds (row 0: 1600000000), milliseconds (row 2",
                      "column 'rating' must be numeric, got 'five' at row 1",
-                     "ranker head 'satisfaction': no satisfaction labels"):
+                     "ranker head 'satisfaction': no labels in the log"):
         assert expected in out, expected
     assert str(path) in out
     assert not (tmp_path / "run").exists()  # validate trains and writes nothing

@@ -46,3 +46,7 @@ def test_a_real_export_is_published_whole_or_not_at_all(ranker_run, tmp_path, mo
     shown = describe(base)
     assert shown.count("version 1: complete") == 5 and "INCOMPLETE" not in shown
     assert (base / "models.config").read_text().count("name:") == 5
+
+    shutil.rmtree(run_dir / "ranker" / "checkpoint")  # a ranker whose training was refused or killed
+    paths = stages.export(run_dir, base_dir=str(base))
+    assert sorted(paths) == ["retrieval", "retrieval_scann"]  # the trained retrieval still exports

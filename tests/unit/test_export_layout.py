@@ -78,11 +78,11 @@ def test_temp_folders_of_killed_exports_are_removed_by_the_next(tmp_path, copy):
     killed = base / "retrieval" / f".tmp-5-{dead_pid()}"
     (killed / "variables").mkdir(parents=True)
     (killed / "saved_model.pb").write_bytes(b"half")
-    running = base / "ranker" / ".tmp-5-1"  # pid 1 is alive: an export of another process, left alone
-    running.mkdir(parents=True)
-    publish_all(base, {"retrieval": copy})
-    assert not killed.exists() and running.exists()
-    assert versions(base) == {"ranker": [".tmp-5-1"], "retrieval": ["1"]}
+    reused = base / "ranker" / ".tmp-5-1"  # a killed export's pid, now another live process: still stale
+    reused.mkdir(parents=True)
+    publish_all(base, {"retrieval": copy})  # under the lock no other export is writing
+    assert not killed.exists() and not reused.exists()
+    assert versions(base) == {"ranker": [], "retrieval": ["1"]}
 
 
 @pytest.mark.parametrize("failure", [RuntimeError("model 2 broke"), KeyboardInterrupt()])
@@ -220,8 +220,9 @@ def test_export_names_a_missing_calibration_before_writing_anything(tmp_path, mo
     from tfrs_app import stages
 
     run_dir, base = tmp_path / "run", tmp_path / "saved_models"
-    (run_dir / "ranker").mkdir(parents=True)
+    (run_dir / "ranker" / "checkpoint").mkdir(parents=True)
     (run_dir / "ranker" / "config.yaml").write_text("{}\n")
+    (run_dir / "ranker" / "checkpoint" / "ranker.index").write_text("")
     monkeypatch.setattr(tfrs_app.ranking.train, "load_trained_ranker", lambda run_dir: fake_trained(base))
     with pytest.raises(FileNotFoundError, match=r"the ranker is trained but not calibrated: run "
                                                 r"`tfrs-app calibrate-thresholds --run-dir .*run` first"):
@@ -239,6 +240,8 @@ def test_export_writes_all_five_models_as_one_version_or_none(tmp_path, monkeypa
 
     run_dir, base = tmp_path / "run", tmp_path / "saved_models"
     (run_dir / "ranker" / "thresholds").mkdir(parents=True)
+    (run_dir / "ranker" / "checkpoint").mkdir(parents=True)
+    (run_dir / "ranker" / "checkpoint" / "ranker.index").write_text("")
     (run_dir / "ranker" / "config.yaml").write_text("{}\n")
     (run_dir / "retrieval" / "checkpoint").mkdir(parents=True)
     publish(base / "ranker", copy, version=7)

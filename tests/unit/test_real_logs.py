@@ -96,6 +96,8 @@ def test_day_first_dates_are_not_read_month_first():
         validate_interactions(ambiguous)
     out = validate_interactions(ambiguous, options=ReadOptions(timestamp_format="%m/%d/%Y"))
     assert pd.to_datetime(out.events["timestamp"], unit="s").dt.month.tolist() == [1, 3, 5]
+    with pytest.raises(SchemaError, match="mixes date formats \\('01/02/2020' at row 0, '2020-03-27' at row 1\\)"):
+        validate_interactions(frame.assign(timestamp=["01/02/2020", "2020-03-27", "05/04/2020"]))
     with pytest.raises(SchemaError, match="unparsable timestamp '2020-13-01' at row 0 for data.timestamp_format"):
         validate_interactions(frame.assign(timestamp=["2020-13-01"] * 3), options=ReadOptions(timestamp_format="%Y-%m-%d"))
 
@@ -194,13 +196,42 @@ def test_replaced_input_file_is_not_served_from_stale_prepared_data(tmp_path):
 
 
 def test_relative_and_absolute_paths_are_one_data_section(tmp_path, monkeypatch):
-    from tfrs_app.data.prepare import _stamp
+    from tfrs_app.data.prepare import _difference, _stamp
 
     write(tmp_path / "log.csv", _log())
     monkeypatch.chdir(tmp_path)
     relative = _csv_config(tmp_path, "log.csv", manual_dir="./zips")
     absolute = _csv_config(tmp_path, tmp_path / "log.csv", manual_dir=tmp_path / "zips")
-    assert _stamp(relative) == _stamp(absolute)
+    assert _stamp(relative, tmp_path / "a.json") == _stamp(absolute, tmp_path / "b.json")
+
+
+def test_touched_copied_and_legacy_stamps_are_the_same_data(tmp_path):
+    import shutil
+
+    import yaml
+
+    from tfrs_app.data.prepare import prepare_data
+
+    log = write(tmp_path / "log.csv", _log())
+    cfg = _csv_config(tmp_path, log)
+    prepare_data(cfg)
+    (tmp_path / "run" / "retrieval" / "checkpoint").mkdir(parents=True)
+    os.utime(log, ns=(10**18, 10**18))  # touched: same bytes
+    prepare_data(cfg)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(log, moved / "log.csv")  # the same log at another path (a copied project)
+    prepare_data(_csv_config(tmp_path, moved / "log.csv"))
+    stamp_path = tmp_path / "run" / "data" / "config.yaml"
+    legacy = yaml.safe_load(stamp_path.read_text())
+    legacy.pop("inputs")
+    for key in ("delimiter", "encoding", "timestamp_unit", "id_type", "duplicates", "labels_from_rating"):
+        legacy["data"].pop(key)
+    stamp_path.write_text(yaml.safe_dump(legacy))  # a run directory from before these keys existed
+    prepare_data(cfg)
+    assert "inputs" in yaml.safe_load(stamp_path.read_text())  # upgraded in place
+    with pytest.raises(ValueError, match="the data section differs \\(data.id_type: 'str' -> 'int'\\) since retrieval"):
+        prepare_data(_csv_config(tmp_path, log, id_type="int"))
 
 
 def test_damaged_features_json_is_prepared_again(tmp_path):
@@ -245,3 +276,79 @@ def test_rezipped_movielens_archive_says_what_to_do(tmp_path):
         archive.writestr("ratings.csv", "userId,movieId,rating,timestamp\n")
     with pytest.raises(ValueError, match="not the file tfds expects \\(wrong checksum.*original GroupLens"):
         load_movielens("latest-small", data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path / "zips"))
+
+
+def test_datetime_columns_of_any_resolution_and_parquet(tmp_path):
+    days = pd.to_datetime(["2023-01-01", "2023-06-01"])
+    for unit in ("s", "ms", "us", "ns"):
+        frame = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": days.astype(f"datetime64[{unit}]")})
+        assert list(validate_interactions(frame).events["timestamp"]) == [1672531200, 1685577600], unit
+    path = tmp_path / "log.parquet"
+    pd.DataFrame({"uid": ["a", "b"], "sku": ["x", "y"], "ts": days.astype("datetime64[us]")}).to_parquet(path)
+    assert list(load_tabular(str(path), MAPPING).events["timestamp"]) == [1672531200, 1685577600]
+
+
+def test_yyyymmdd_integers_are_not_read_as_seconds():
+    frame = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [20230101, 20230102]})
+    with pytest.raises(SchemaError, match="looks like YYYYMMDD dates .* set data.timestamp_format='%Y%m%d'"):
+        validate_interactions(frame)
+    out = validate_interactions(frame, options=ReadOptions(timestamp_format="%Y%m%d"))
+    assert list(out.events["timestamp"]) == [1672531200, 1672617600]
+    assert list(validate_interactions(frame, options=ReadOptions(timestamp_unit="s")).events["timestamp"]) == [20230101, 20230102]
+
+
+def test_large_integer_ids_stay_distinct():
+    big = ["1234567890123456789", "1234567890123456788"]
+    frame = pd.DataFrame({"user_id": big, "item_id": ["1", "2"], "timestamp": [1, 2]})
+    assert sorted(validate_interactions(frame, options=ReadOptions(id_type="int")).events["user_id"]) == sorted(big)
+    ints = frame.assign(user_id=[1234567890123456789, 1234567890123456788])
+    assert sorted(validate_interactions(ints).events["user_id"]) == sorted(big)
+    with pytest.raises(SchemaError, match="whole numbers up to 2\\*\\*53"):
+        validate_interactions(frame.assign(user_id=[1.5e17, 2.0]))
+
+
+def test_an_items_table_without_titles_keeps_the_logs(tmp_path):
+    events = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [1, 2],
+                           "item_title": ["Toy Story", "Heat"]})
+    out = validate_interactions(events, pd.DataFrame({"item_id": ["x", "y", "z"], "item_genres": ["A", "B", "C"]}))
+    assert list(out.events["item_title"]) == ["Toy Story", "Heat"]
+    assert list(out.items["item_title"]) == ["Toy Story", "Heat", ""] and list(out.items["item_genres"]) == ["A", "B", "C"]
+
+
+def test_duplicates_are_rows_as_written_not_after_rounding():
+    frame = pd.DataFrame({"user_id": ["a", "a"], "item_id": ["x", "x"], "timestamp": [1_600_000_000_123, 1_600_000_000_456]})
+    report = {}
+    out = validate_interactions(frame, options=ReadOptions(duplicates="drop"), report=report)
+    assert report["duplicate_rows"] == 0 and len(out.events) == 2  # same second, different milliseconds
+
+
+def test_byte_order_mark_and_na_spelled_ids(tmp_path):
+    log = write(tmp_path / "log.csv", b"\xef\xbb\xbfuid,sku,ts,rating\n00001,NA,10,NA\n00002,null,20,4\n")
+    out = load_tabular(log, MAPPING)
+    assert list(out.events["user_id"]) == ["00001", "00002"]  # the BOM did not hide uid's dtype
+    assert list(out.events["item_id"]) == ["NA", "null"]  # ids as written
+    assert np.isnan(out.events["rating"].iloc[0])  # other columns keep the usual missing values
+
+
+def test_a_bad_byte_early_in_a_tsv_names_its_column(tmp_path):
+    log = write(tmp_path / "log.tsv", b"uid\tsku\tts\ttitle\nu1\ta\t10\tcaf\xe9 au lait\nu2\tb\t20\tok\n")
+    with pytest.raises(SchemaError, match="byte 0xe9 at line 2, data row 0, column 'title', is not valid utf-8;"):
+        load_tabular(log, MAPPING)
+
+
+def test_validate_refuses_a_head_with_one_class_and_suggests_a_working_fix(tmp_path):
+    from tfrs_app.data.prepare import check_sizes
+    from tfrs_app.data.validate import check_source
+
+    log = write(tmp_path / "log.csv", "uid,sku,ts,stars\n" + "".join(f"u{i % 7},i{i % 13},{1_600_000_000 + i},"
+                                                                      f"{4 + i % 2}\n" for i in range(60)))
+    cfg = load_config(None, [f"run_dir={tmp_path / 'run'}", "data.source=csv", f"data.path={log}",
+                             "data.columns={user_id: uid, item_id: sku, timestamp: ts, rating: stars}",
+                             "data.labels_from_rating=true"])
+    problems = check_source(cfg).problems
+    assert any("ranker head 'satisfaction': labels of one class only (all 1)" in p for p in problems)
+    with pytest.raises(ConfigError) as error:
+        check_sizes(cfg, 13)
+    fix = str(error.value).split("e.g. ")[1].replace("--set ", "").split()
+    fixed = load_config(None, [f"run_dir={tmp_path / 'run'}", *fix])  # the suggestion is a valid config
+    check_sizes(fixed, 13)

@@ -11,15 +11,17 @@ data section of the config is unchanged, so both models see exactly the same spl
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 import yaml
 
-from tfrs_app.config import Config
+from tfrs_app.config import Config, ConfigError
 from tfrs_app.data.sources import load_interactions
 from tfrs_app.data.splits import Splits, split
 from tfrs_app.features.space import FeatureSpace
@@ -45,18 +47,23 @@ def prepare_data(cfg: Config) -> RunData:
     model was trained is refused, naming what changed.
     """
     run_dir = Path(cfg.run_dir)
-    stamp = _stamp(cfg)
     stamp_path = run_dir / "data" / "config.yaml"
-    same = stamp_path.exists() and stamp_path.read_text() == stamp
-    if same:
+    stamp = _stamp(cfg, run_dir / "data" / "inputs.json")
+    previous = _read_stamp(stamp_path)
+    why = "no prepared data" if previous is None else _difference(previous, stamp)
+    if why is None:
         try:
-            return load_data(run_dir)
+            data = load_data(run_dir)
         except (FileNotFoundError, ValueError) as error:  # a partial earlier run or a damaged file
             log.warning("data: %s; preparing the data again", error)
+        else:
+            if previous != stamp:  # a stamp from before the input fingerprints: upgraded in place
+                atomic_write_text(stamp_path, yaml.safe_dump(stamp, sort_keys=True))
+            return data
     trained = [name for name in ("retrieval", "ranker") if (run_dir / name / "checkpoint").exists()]
-    if trained and stamp_path.exists() and not same:
-        raise ValueError(f"{run_dir}: {_difference(stamp_path.read_text(), stamp)} since {trained[0]} was trained "
-                         f"({stamp_path}); use a new run_dir, or delete {run_dir} to start over")
+    if trained and previous is not None and why is not None:
+        raise ValueError(f"{run_dir}: {why} since {trained[0]} was trained ({stamp_path}); use a new run_dir, "
+                         f"or delete {run_dir} to start over")
     stamp_path.unlink(missing_ok=True)  # rewritten last: a crash below leaves no stamp to trust
     started = time.perf_counter()
     report: dict = {}
@@ -69,7 +76,7 @@ def prepare_data(cfg: Config) -> RunData:
     space = FeatureSpace.fit(splits.train, catalog, cfg.data.history_length, cfg.retrieval.time_buckets)
     space.save(run_dir / "features.json")
     atomic_write_json(run_dir / "data" / "report.json", report)
-    atomic_write_text(run_dir / "data" / "config.yaml", stamp)
+    atomic_write_text(stamp_path, yaml.safe_dump(stamp, sort_keys=True))
     log.info("data: %s events, %s items, splits %s (%.1fs)%s", len(interactions.events), len(catalog),
              splits.sizes(), time.perf_counter() - started, _read_summary(report))
     return RunData(splits, catalog, space)
@@ -77,16 +84,19 @@ def prepare_data(cfg: Config) -> RunData:
 
 def check_sizes(cfg: Config, num_items: int) -> None:
     """Every k the run will ask for fits the catalog (else top-k fails after training)."""
-    from tfrs_app.config import ConfigError
-
     asks = [("retrieval.eval_ks", k) for k in cfg.retrieval.eval_ks] + [("index.k", cfg.index.k),
                                                                          ("index.recall_k", cfg.index.recall_k)]
     over = [(name, k) for name, k in asks if k > num_items]
     if over:
         listed = ", ".join(f"{name}={k}" for name, k in over)
-        raise ConfigError(f"{over[0][0]}: the catalog has {num_items} items, fewer than {listed}; set smaller values "
-                          f"(e.g. --set retrieval.eval_ks=[{','.join(map(str, sorted({max(1, num_items // 10), num_items})))}] "
-                          f"--set index.k={num_items} --set index.recall_k={min(10, num_items)})")
+        ks = sorted({max(1, num_items // 10), num_items})
+        fix = [f"retrieval.eval_ks=[{','.join(map(str, ks))}]", f"index.k={num_items}",
+               f"index.recall_k={min(10, num_items)}"]
+        metric, k = cfg.retrieval.early_stopping_metric.split("@")
+        if int(k) > num_items:
+            fix.append(f"retrieval.early_stopping_metric={metric}@{num_items}")
+        raise ConfigError(f"{over[0][0]}: the catalog has {num_items} items, fewer than {listed}; set smaller values, "
+                          "e.g. " + " ".join(f"--set {f}" for f in fix))
 
 
 def load_data(run_dir: str | Path) -> RunData:
@@ -108,39 +118,65 @@ def load_data(run_dir: str | Path) -> RunData:
                    FeatureSpace.load(run_dir / "features.json"))
 
 
-def _stamp(cfg: Config) -> str:
-    """What the prepared data depends on: the data section (paths absolute, so two spellings of
-    one folder agree), the feature-space settings and each input file's size, mtime and head hash."""
+def _stamp(cfg: Config, cache: Path) -> dict:
+    """What the prepared data depends on: the data section (folders made absolute, so two
+    spellings of one folder agree), the feature-space settings, and each input file's size and
+    SHA-256 (content, not path or mtime: a copied or touched file is the same data)."""
     data = cfg.to_dict()["data"]
-    for name in ("path", "items_path", "manual_dir", "data_dir"):
+    for name in ("manual_dir", "data_dir"):
         if data[name]:
             data[name] = str(Path(data[name]).resolve())
-    inputs = {name: input_fingerprint(data[name]) for name in ("path", "items_path") if data[name]}
-    return yaml.safe_dump({"data": data, "inputs": inputs, "time_buckets": cfg.retrieval.time_buckets}, sort_keys=True)
+    known = _read_stamp(cache) or {}
+    inputs = {}
+    for name in ("path", "items_path"):
+        if data[name]:
+            data[name] = str(Path(data[name]).resolve())
+            inputs[name], known[data[name]] = input_fingerprint(data[name], known.get(data[name]))
+    if inputs:
+        atomic_write_json(cache, known)
+    return {"data": data, "inputs": inputs, "time_buckets": cfg.retrieval.time_buckets}
 
 
-def input_fingerprint(path: str) -> dict:
-    """Size, mtime and the SHA-256 of the first MiB: a replaced or edited file changes one of them."""
+def input_fingerprint(path: str, cached: Optional[dict] = None) -> tuple[dict, dict]:
+    """({size, sha256} of the file's content, the cache entry {size, mtime_ns, sha256}). The hash is
+    reused from ``cached`` when size and mtime still match, so an unchanged large log is not re-read."""
     p = Path(path)
     if not p.is_file():
-        return {"missing": True}
+        return {"missing": True}, {}
     stat = p.stat()
-    with p.open("rb") as f:
-        head = hashlib.sha256(f.read(1 << 20)).hexdigest()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": head}
+    if cached and cached.get("size") == stat.st_size and cached.get("mtime_ns") == stat.st_mtime_ns:
+        digest = cached["sha256"]
+    else:
+        sha = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha.update(block)
+        digest = sha.hexdigest()
+    return {"size": stat.st_size, "sha256": digest}, {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
 
 
-def _difference(old: str, new: str) -> str:
-    """What differs between two stamps, in words."""
-    before, after = yaml.safe_load(old) or {}, yaml.safe_load(new) or {}
-    for name, fingerprint in after.get("inputs", {}).items():
-        if before.get("inputs", {}).get(name) != fingerprint:
-            return f"the input file data.{name} ({after['data'][name]}) changed"
-    changed = sorted(k for k in set(before.get("data", {})) | set(after.get("data", {}))
-                     if before.get("data", {}).get(k) != after.get("data", {}).get(k))
-    if changed:
-        return f"the data section differs (data.{changed[0]})"
-    return "the data section differs"
+def _read_stamp(path: Path) -> Optional[dict]:
+    try:
+        stamp = (yaml.safe_load(path.read_text()) if path.suffix == ".yaml" else json.loads(path.read_text()))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
+def _difference(before: dict, after: dict) -> Optional[str]:
+    """What differs between two stamps, in words, or None. Keys a stamp predates count as their
+    defaults; input paths are compared by content, and inputs only where the old stamp has them."""
+    old = {**Config().to_dict()["data"], **before.get("data", {})}
+    new = after["data"]
+    for key in sorted(set(old) | set(new)):
+        if key not in ("path", "items_path") and old.get(key) != new.get(key):
+            return f"the data section differs (data.{key}: {old.get(key)!r} -> {new.get(key)!r})"
+    if before.get("time_buckets") != after["time_buckets"]:
+        return f"retrieval.time_buckets differs ({before.get('time_buckets')} -> {after['time_buckets']})"
+    for name, fingerprint in after["inputs"].items() if "inputs" in before else ():
+        if before["inputs"].get(name) != fingerprint:
+            return f"the input file data.{name} ({new[name]}) changed"
+    return None
 
 
 def _read_summary(report: dict) -> str:

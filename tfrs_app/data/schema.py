@@ -175,7 +175,7 @@ def validate_interactions(events: pd.DataFrame, items: pd.DataFrame | None = Non
     for column in user_feature_columns(raw):
         out[column] = _text(raw[column], column, source)
 
-    duplicated = out.duplicated().to_numpy()
+    duplicated = raw.duplicated().to_numpy()  # the rows as given (every column, times unrounded)
     report["duplicate_rows"] = int(duplicated.sum())
     if duplicated.any():
         report["duplicate_first_row"] = int(np.flatnonzero(duplicated)[0])
@@ -205,6 +205,25 @@ def describe(events: pd.DataFrame, catalog: pd.DataFrame) -> dict:
             "items_in_log": int(events["item_id"].nunique()), "catalog_items": int(len(catalog)),
             "label_coverage": {label: (int(np.isfinite(events[label]).sum()) if label in events.columns else 0)
                                for label in LABELS}}
+
+
+# What feeds each ranker head, for the errors that refuse a head without labels.
+LABEL_SOURCES = {
+    "engagement": "an 'engagement' column (1 acted on / 0 shown only), a 'conversion_timestamp' column, or "
+                  "'rating' with data.labels_from_rating=true",
+    "satisfaction": "a 'satisfaction' column (0/1), or 'rating' with data.labels_from_rating=true",
+    "responsibility": "a 'responsibility' column (0/1), or 'rating' with data.labels_from_rating=true",
+}
+
+
+def label_problem(labels: np.ndarray) -> Optional[str]:
+    """Why a head cannot learn from ``labels`` ([N] float, NaN unknown), or None: it needs both classes."""
+    known = labels[~np.isnan(labels)]
+    if known.size == 0:
+        return "no labels"
+    if np.all(known == known[0]):
+        return f"labels of one class only (all {int(known[0])})"
+    return None
 
 
 def _problem(problems: Optional[list], error: SchemaError) -> None:
@@ -259,9 +278,14 @@ def _parse_timestamps(values: pd.Series, column: str, source: str, options: Read
         raise SchemaError(f"{source}: column {column!r} has {int(values.isna().sum())} null values (first at row {row})")
     if pd.api.types.is_bool_dtype(values):
         raise SchemaError(f"{source}: column {column!r} must be a time, got booleans")
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return (pd.to_datetime(values, utc=True).astype("int64") // 10**9).to_numpy(), "datetime"
-    if not pd.api.types.is_numeric_dtype(values) and options.timestamp_format is None:
+    if pd.api.types.is_datetime64_any_dtype(values):  # any unit: parquet keeps the file's (Spark writes us)
+        return _checked_seconds(pd.to_datetime(values, utc=True), values, column, source), "datetime"
+    if options.timestamp_format is not None:  # a format wins over the dtype (20230101 reads as an int)
+        text = values.astype(str)
+        parsed = pd.to_datetime(text, format=options.timestamp_format, errors="coerce", utc=True)
+        _no_nat(parsed, text, column, source, f" for data.timestamp_format {options.timestamp_format!r}")
+        return _checked_seconds(parsed, text, column, source), options.timestamp_format
+    if not pd.api.types.is_numeric_dtype(values):
         numbers = pd.to_numeric(values, errors="coerce")
         if numbers.isna().mean() >= 0.5:
             return _parse_dates(values.astype(str), column, source)
@@ -270,10 +294,6 @@ def _parse_timestamps(values: pd.Series, column: str, source: str, options: Read
             raise SchemaError(f"{source}: column {column!r} holds epoch numbers, but {values.iloc[row]!r} at row {row} "
                               "is not a number")
         values = numbers
-    elif not pd.api.types.is_numeric_dtype(values):
-        parsed = pd.to_datetime(values.astype(str), format=options.timestamp_format, errors="coerce", utc=True)
-        _no_nat(parsed, values, column, source, f" for data.timestamp_format {options.timestamp_format!r}")
-        return _checked_seconds(parsed, values, column, source), options.timestamp_format
     numbers = values.to_numpy(dtype=np.float64)
     values = pd.Series(values.tolist(), dtype=object)  # plain Python numbers in messages
     negative = np.flatnonzero(numbers < 0)
@@ -281,6 +301,9 @@ def _parse_timestamps(values: pd.Series, column: str, source: str, options: Read
         row = int(negative[0])
         raise SchemaError(f"{source}: column {column!r} has a negative timestamp {values.iloc[row]!r} at row {row}")
     unit = options.timestamp_unit
+    if unit == "auto" and _all_yyyymmdd(numbers):
+        raise SchemaError(f"{source}: column {column!r} looks like YYYYMMDD dates ({values.iloc[0]!r} at row 0), not "
+                          "epoch seconds; set data.timestamp_format='%Y%m%d' (or data.timestamp_unit=s if they are seconds)")
     if unit == "auto":
         bands = np.searchsorted([b for b, _ in _AUTO_BANDS], numbers, side="right")
         found = np.unique(bands)
@@ -306,7 +329,12 @@ def _parse_dates(text: pd.Series, column: str, source: str) -> tuple[np.ndarray,
     if not parsed.isna().any():
         return _checked_seconds(parsed, text, column, source), "ISO 8601"
     parts = text.str.extract(_DAY_MONTH)
-    if parts[0].notna().all():
+    slashed = parts[0].notna().to_numpy()
+    if slashed.any() and not slashed.all():
+        a, b = int(np.flatnonzero(slashed)[0]), int(np.flatnonzero(~slashed)[0])
+        raise SchemaError(f"{source}: column {column!r} mixes date formats ({text.iloc[a]!r} at row {a}, {text.iloc[b]!r} "
+                          f"at row {b}); write one format, or set data.timestamp_format")
+    if slashed.all():
         first, second = parts[0].astype(int), parts[2].astype(int)
         day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
         if day_first == month_first:
@@ -327,8 +355,17 @@ def _no_nat(parsed: pd.Series, values: pd.Series, column: str, source: str, why:
         raise SchemaError(f"{source}: column {column!r} has an unparsable timestamp {values.iloc[row]!r} at row {row}{why}")
 
 
+def _all_yyyymmdd(numbers: np.ndarray) -> bool:
+    """Every value an 8-digit calendar date from 1900 to 2099 (as seconds they would all be 1970)."""
+    if not np.all((numbers >= 19000101) & (numbers <= 20991231) & (np.mod(numbers, 1) == 0)):
+        return False
+    parsed = pd.to_datetime(pd.Series(numbers.astype(np.int64)).astype(str), format="%Y%m%d", errors="coerce")
+    return bool(parsed.notna().all())
+
+
 def _checked_seconds(parsed: pd.Series, values: pd.Series, column: str, source: str) -> np.ndarray:
-    seconds = (parsed.astype("int64") // 10**9).to_numpy()
+    """Whole Unix seconds of a tz-aware datetime series (any resolution), inside 1970-2300."""
+    seconds = ((parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
     bad = np.flatnonzero((seconds < 0) | (seconds >= MAX_SECONDS))
     if bad.size:
         row = int(bad[0])
@@ -374,19 +411,34 @@ def _ids(values: pd.Series, column: str, source: str, id_type: str = "str") -> n
         raise SchemaError(
             f"{source}: column {column!r} has {int(nulls.sum())} null values (first at row {int(np.flatnonzero(nulls)[0])})"
         )
-    if id_type == "int" or pd.api.types.is_float_dtype(values):
-        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-        whole = np.isfinite(numbers) & (np.mod(numbers, 1) == 0)
-        if not whole.all():
-            row = int(np.flatnonzero(~whole)[0])
-            raise SchemaError(f"{source}: column {column!r} holds a non-integer id {values.iloc[row]!r} at row {row}"
-                              + (" (data.id_type is int)" if id_type == "int" else ""))
-        values = pd.Series(numbers.astype(np.int64))
+    if not pd.api.types.is_integer_dtype(values) and (id_type == "int" or pd.api.types.is_float_dtype(values)):
+        values = _integer_ids(values, column, source, id_type)
     text = values.astype(str).str.strip()
     empty = (text == "").to_numpy()
     if empty.any():
         raise SchemaError(f"{source}: column {column!r} has an empty id at row {int(np.flatnonzero(empty)[0])}")
     return text.to_numpy(dtype=object)
+
+
+_INTEGER = r"^\s*([+-]?\d+)(?:\.0*)?\s*$"
+
+
+def _integer_ids(values: pd.Series, column: str, source: str, id_type: str) -> pd.Series:
+    """Whole-number ids as exact Python ints: strings by pattern (``007``, ``7.0`` -> 7, any size),
+    floats only up to 2**53, where float64 is still exact (19-digit ids would merge)."""
+    if pd.api.types.is_float_dtype(values):
+        numbers = values.to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(numbers) | (np.mod(numbers, 1) != 0) | (np.abs(numbers) > 2**53)
+        parsed = pd.Series([int(v) if ok else None for v, ok in zip(numbers, ~bad)], dtype=object)
+    else:
+        digits = values.astype(str).str.extract(_INTEGER)[0]
+        bad = digits.isna().to_numpy()
+        parsed = digits.map(lambda d: None if pd.isna(d) else int(d))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        why = " (data.id_type is int)" if id_type == "int" else " (a float column: whole numbers up to 2**53 only)"
+        raise SchemaError(f"{source}: column {column!r} holds a non-integer id {values.iloc[row]!r} at row {row}{why}")
+    return parsed
 
 
 def _numeric(values: pd.Series, column: str, source: str) -> np.ndarray:
@@ -439,6 +491,9 @@ def _catalog(events: pd.DataFrame, items: pd.DataFrame | None, source: str, id_t
         for column in ITEM_TEXT:
             if column in items.columns:
                 catalog[column] = _text(items[column].reset_index(drop=True), column, where)
+            elif column in events.columns:  # the table lacks it: keep the log's, never erase it
+                first = events.drop_duplicates("item_id").set_index("item_id")[column]
+                catalog[column] = first.reindex(catalog["item_id"]).fillna("").to_numpy(dtype=object)
         duplicated = catalog["item_id"].duplicated()
         if duplicated.any():
             row = int(np.flatnonzero(duplicated.to_numpy())[0])

@@ -26,6 +26,9 @@ from tfrs_app.data.schema import Interactions, ReadOptions, SchemaError, validat
 
 DELIMITERS = (",", "\t", ";", "|")
 _SNIFF_BYTES = 1 << 16
+# pandas' default missing-value strings, kept for every column but the ids
+_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
+       "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 
 def load_tabular(path: str, columns: Optional[Mapping[str, str]] = None, items_path: Optional[str] = None,
@@ -85,17 +88,27 @@ def _read(path: str, fmt: Optional[str], delimiter: Optional[str], encoding: str
             return pd.read_parquet(p)
         except Exception as error:  # noqa: BLE001  pyarrow raises several types for a non-parquet file
             raise SchemaError(f"{path}: not a readable parquet file ({type(error).__name__}: {error})") from None
-    head = p.read_bytes()[:_SNIFF_BYTES] if p.stat().st_size <= _SNIFF_BYTES else _head(p)
+    info["encoding"] = encoding
+    if encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # Excel's "CSV UTF-8" starts with a byte-order mark; without one it is utf-8
+    with p.open("rb") as f:
+        head = f.read(_SNIFF_BYTES)
     if not head.strip():
         raise SchemaError(f"{path}: the file is empty")
-    sample = _decode_head(head, encoding, path)
+    sample = head.decode(encoding, errors="replace")  # a bad byte is located below, with its column
     info["delimiter"] = delimiter or sniff_delimiter(sample)
     info["delimiter_detected"] = delimiter is None
-    info["encoding"] = encoding
     header = next(csv.reader(io.StringIO(sample.splitlines()[0]), delimiter=info["delimiter"]), [])
     try:
-        return pd.read_csv(p, sep=info["delimiter"], encoding=encoding,
-                           dtype={c: str for c in id_columns if c in header})
+        head.decode(encoding)
+    except UnicodeDecodeError as error:
+        cut = p.stat().st_size > _SNIFF_BYTES and error.start >= len(head) - 4  # a character split by the sample
+        if not cut:
+            raise SchemaError(_bad_byte(p, encoding, info["delimiter"], header)) from None
+    ids = [c for c in id_columns if c in header]
+    try:  # ids keep what is written: "NA", "null" or "None" are ids there, only an empty field is missing
+        return pd.read_csv(p, sep=info["delimiter"], encoding=encoding, dtype={c: str for c in ids},
+                           keep_default_na=False, na_values={c: ([""] if c in ids else _NA) for c in header})
     except pd.errors.EmptyDataError:
         raise SchemaError(f"{path}: the file is empty") from None
     except UnicodeDecodeError:
@@ -119,20 +132,6 @@ def sniff_delimiter(sample: str) -> str:
     return best
 
 
-def _head(path: Path) -> bytes:
-    with path.open("rb") as f:
-        return f.read(_SNIFF_BYTES)
-
-
-def _decode_head(head: bytes, encoding: str, path: str) -> str:
-    try:
-        return head.decode(encoding)
-    except UnicodeDecodeError as error:
-        if error.start >= len(head) - 4:  # a multi-byte character cut by the sample's end
-            return head[:error.start].decode(encoding)
-        raise SchemaError(_bad_byte(Path(path), encoding, ",", [])) from None
-
-
 def _bad_byte(path: Path, encoding: str, delimiter: str, header: list[str]) -> str:
     """Where the first undecodable byte is: line, column name and the byte."""
     with path.open("rb") as f:
@@ -145,6 +144,6 @@ def _bad_byte(path: Path, encoding: str, delimiter: str, header: list[str]) -> s
                 name = header[field] if field < len(header) else f"field {field + 1}"
                 row = f", data row {number - 2}" if number > 1 else " (the header)"
                 return (f"{path}: byte 0x{line[error.start]:02x} at line {number}{row}, column {name!r}, is not valid "
-                        f"{encoding}; set data.encoding (e.g. latin-1 or cp1252)")
+                        f"{encoding.removesuffix('-sig')}; set data.encoding (e.g. latin-1 or cp1252)")
     return f"{path}: not valid {encoding}; set data.encoding"
 

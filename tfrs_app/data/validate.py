@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from tfrs_app.config import HEADS, Config, ConfigError
-from tfrs_app.data.schema import UNIT_NAMES, SchemaError, describe
+from tfrs_app.data.schema import LABEL_SOURCES, UNIT_NAMES, describe, label_problem
 
 
 @dataclass
@@ -32,18 +34,23 @@ def check_source(cfg: Config) -> Validation:
     out = Validation(f"{data.source} {data.path}" if data.path else data.source)
     try:
         interactions = load_interactions(data, out.report, out.problems)
-    except (SchemaError, FileNotFoundError, ValueError) as error:  # the file cannot be read at all
+    except (FileNotFoundError, ValueError) as error:  # the file cannot be read at all (SchemaError is a ValueError)
         out.problems.append(str(error))
         return out
     if "rows" not in out.report:  # sources that validate internally (synthetic, MovieLens)
         out.report.update(describe(interactions.events, interactions.items))
+    events = interactions.events
     for head in HEADS:
-        if out.report.get("label_coverage", {}).get(head, 0) == 0 and cfg.ranker.loss_weights.get(head, 1.0) != 0:
-            if head == "engagement" and cfg.ranker.negatives_per_positive > 0:
-                continue  # every logged event is an engagement; the ranker samples the negatives
-            out.problems.append(f"ranker head {head!r}: no {head} labels in the log (train-ranker will refuse it); "
-                                f"add a {head!r} column, set data.labels_from_rating=true with a rating column, "
-                                f"or ranker.loss_weights.{head}=0")
+        if cfg.ranker.loss_weights.get(head, 1.0) == 0:
+            continue
+        absent = 1.0 if head == "engagement" else np.nan  # a logged event is an engagement unless it says not
+        labels = events[head].to_numpy(dtype=float) if head in events.columns else np.full(len(events), absent)
+        if head == "engagement" and cfg.ranker.negatives_per_positive > 0:
+            labels = np.append(labels, 0.0)  # the ranker samples unengaged impressions: the 0 class
+        what = label_problem(labels)
+        if what:
+            out.problems.append(f"ranker head {head!r}: {what} in the log (train-ranker will refuse it); the head "
+                                f"needs {LABEL_SOURCES[head]}, or set ranker.loss_weights.{head}=0")
     if out.report["catalog_items"] is not None:  # unknown when the item ids themselves are broken
         try:
             check_sizes(cfg, out.report["catalog_items"])

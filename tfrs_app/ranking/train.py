@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from tfrs_app.config import HEADS, Config, load_config
 from tfrs_app.data.prepare import RunData, load_data, prepare_data
+from tfrs_app.data.schema import LABEL_SOURCES, label_problem
 from tfrs_app.distribute import make_strategy
 from tfrs_app.evaluation.metrics import classification_metrics
 from tfrs_app.feedback.weights import apply_feedback, resolve_cutoff
@@ -65,14 +66,6 @@ def split_examples(cfg: Config, data: RunData, name: str, train: pd.DataFrame | 
                             r.negative_sampling_power, cfg.seed + SPLIT_SEEDS[name], r.use_position)
 
 
-LABEL_SOURCES = {
-    "engagement": "an 'engagement' column (1 acted on / 0 shown only), a 'conversion_timestamp' column, or "
-                  "'rating' with data.labels_from_rating=true",
-    "satisfaction": "a 'satisfaction' column (0/1), or 'rating' with data.labels_from_rating=true",
-    "responsibility": "a 'responsibility' column (0/1), or 'rating' with data.labels_from_rating=true",
-}
-
-
 def check_labels(train: RankingExamples, loss_weights: Mapping[str, float]) -> None:
     """Every head with a loss weight has labels of both classes in the training split, or
     ValueError naming the head and the columns that would feed it (a head trained on nothing
@@ -80,10 +73,8 @@ def check_labels(train: RankingExamples, loss_weights: Mapping[str, float]) -> N
     for head in HEADS:
         if loss_weights.get(head, 1.0) == 0:
             continue
-        label = train.labels[head]
-        known = label[~np.isnan(label)]
-        if known.size == 0 or np.all(known == known[0]):
-            what = "no labels" if known.size == 0 else f"labels of one class only (all {int(known[0])})"
+        what = label_problem(train.labels[head])
+        if what:
             raise ValueError(f"ranker head {head!r}: {what} in the training split; the log needs {LABEL_SOURCES[head]} "
                              f"(or set ranker.loss_weights.{head}=0 to train without this head)")
 

@@ -107,12 +107,16 @@ def export_lock(base_dir: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[N
     """
     lock = Path(base_dir) / LOCK
     deadline = time.monotonic() + timeout_s
+    waited = False
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            if not waited:
+                log.warning("%s: another export into %s is running; waiting up to %.0fs", lock, base_dir, timeout_s)
+                waited = True
             if time.monotonic() > deadline:
                 raise ExportError(f"{lock}: another export into {base_dir} holds this lock; gave up after waiting "
                                   f"{timeout_s:.0f}s (let it finish, then export again)") from None
@@ -133,29 +137,14 @@ def export_lock(base_dir: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[N
 
 
 def remove_stale_temps(base_dir: Path) -> list[Path]:
-    """Removes the ``<model>/.tmp-<version>-<pid>`` folders of exports that were killed: their pid is
-    gone, or is this process (called under the lock, when this process is writing none)."""
-    removed = []
-    for tmp in sorted(Path(base_dir).glob("*/.tmp-*")):
-        match = _TMP.fullmatch(tmp.name)
-        if match and tmp.is_dir() and not _alive(int(match[2])):
-            shutil.rmtree(tmp, ignore_errors=True)
-            removed.append(tmp)
+    """Removes every ``<model>/.tmp-<version>-<pid>`` folder: called under the lock, when no other
+    export can be writing, so each one is left by an export that was killed."""
+    removed = [tmp for tmp in sorted(Path(base_dir).glob("*/.tmp-*")) if _TMP.fullmatch(tmp.name) and tmp.is_dir()]
+    for tmp in removed:
+        shutil.rmtree(tmp, ignore_errors=True)
     if removed:
         log.warning("removed %d temp folder(s) of killed exports: %s", len(removed), ", ".join(map(str, removed)))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def publish_all(base_dir: str | os.PathLike, writes: Mapping[str, Callable[[Path], None]],
@@ -215,7 +204,8 @@ def _disk_full(error: BaseException) -> bool:
     system turns ENOSPC into while tf.saved_model.save writes variables."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    return isinstance(error, tf.errors.ResourceExhaustedError)
+    text = str(error).lower()  # ResourceExhaustedError is also out-of-memory: only the disk's is "full"
+    return isinstance(error, tf.errors.ResourceExhaustedError) and ("no space" in text or "quota" in text)
 
 
 def save_server(server: tf.Module, path: Path, metadata: dict, scann: bool = False,

@@ -77,9 +77,9 @@ def newest_complete(model_dir: str | Path) -> tuple[Path | None, list[tuple[Path
 
 def resolve_version(path: str | Path) -> Path:
     """A version folder for ``path``: itself if it holds saved_model.pb, else its newest complete
-    integer version. Newer incomplete ones (a copy still running, a truncated file) are skipped
-    with a warning naming each and why, so one broken version does not take serving down while
-    an older one works."""
+    integer version. Newer incomplete ones (a copy still running, an empty or unparsable
+    saved_model.pb, missing variables) are skipped with a warning naming each and why, so one
+    broken version does not take serving down while an older one works."""
     path = Path(path)
     if (path / "saved_model.pb").exists():
         return path
