@@ -33,7 +33,7 @@ from tfrs_app import __version__
 from tfrs_app.config import ConfigError, load_config
 from tfrs_app.data.schema import SchemaError
 from tfrs_app.distribute import STRATEGIES
-from tfrs_app.serving.errors import ModelLoadError
+from tfrs_app.serving.errors import ExportError, ModelLoadError
 from tfrs_app.tuning import TUNERS
 
 log = logging.getLogger("tfrs_app")
@@ -58,7 +58,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log.setLevel(logging.INFO)
     try:
         return args.func(args) or 0
-    except (ConfigError, SchemaError, FileNotFoundError, ValueError, ModelLoadError) as error:
+    except (ConfigError, SchemaError, FileNotFoundError, ValueError, ModelLoadError, ExportError) as error:
         print(f"tfrs-app {args.command}: error: {error}", file=sys.stderr)
         return 2
 
@@ -259,18 +259,11 @@ def _index(args: argparse.Namespace) -> None:
     print(format_index(report))
 
 
-def _export(args: argparse.Namespace) -> int:
-    from tfrs_app.serving.export import ExportError
+def _export(args: argparse.Namespace) -> None:
     from tfrs_app.stages import export
 
-    try:
-        paths = export(args.run_dir, base_dir=args.base_dir)
-    except ExportError as error:  # another export holds the lock, or the disk is full: nothing was kept
-        print(f"tfrs-app export: error: {error}", file=sys.stderr)
-        return 2
-    for name, path in paths.items():
+    for name, path in export(args.run_dir, base_dir=args.base_dir).items():
         print(f"{name:16s} {path}")
-    return 0
 
 
 def _demo(args: argparse.Namespace) -> None:

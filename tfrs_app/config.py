@@ -26,9 +26,6 @@ class ConfigError(ValueError):
     """A config value is missing, unknown, mistyped or out of range."""
 
 
-TIMESTAMP_UNITS = ("auto", "s", "ms", "us", "ns")
-
-
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Sizes and strengths of the planted structure in the synthetic generator."""
@@ -124,9 +121,10 @@ class DataConfig:
             raise ConfigError(f"{where}.source: must be one of {sorted(allowed)}, got {self.source!r}")
         if self.source in ("csv", "parquet") and not self.path:
             raise ConfigError(f"{where}.path: required when source is {self.source!r}")
+        from tfrs_app.data.schema import UNIT_SCALE
         from tfrs_app.data.splits import SPLITS
 
-        for name, allowed_values in (("timestamp_unit", TIMESTAMP_UNITS), ("id_type", ("str", "int")),
+        for name, allowed_values in (("timestamp_unit", ("auto", *UNIT_SCALE)), ("id_type", ("str", "int")),
                                      ("duplicates", ("keep", "drop"))):
             if getattr(self, name) not in allowed_values:
                 raise ConfigError(f"{where}.{name}: must be one of {list(allowed_values)}, got {getattr(self, name)!r}")

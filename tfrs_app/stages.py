@@ -177,13 +177,6 @@ def _publish(base_dir: str | Path, writes: dict[str, Write]) -> dict[str, str]:
     return paths
 
 
-def export_retrieval(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base_dir: Optional[str] = None) -> dict:
-    """``retrieval`` (stock ops) and ``retrieval_scann`` as one new version; returns {model: version path}."""
-    run_dir = Path(run_dir)
-    trained = trained or load_trained(run_dir)
-    return _publish(base_dir or trained.cfg.export.base_dir, _retrieval_writes(run_dir, trained))
-
-
 def _retrieval_writes(run_dir: Path, trained: TrainedRetrieval) -> dict[str, Write]:
     """{model: write(tmp)} of the two retrieval servers, built here; nothing is written yet."""
     cfg = trained.cfg

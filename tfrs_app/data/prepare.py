@@ -11,7 +11,6 @@ data section of the config is unchanged, so both models see exactly the same spl
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -126,13 +125,14 @@ def _stamp(cfg: Config, cache: Path) -> dict:
     for name in ("manual_dir", "data_dir"):
         if data[name]:
             data[name] = str(Path(data[name]).resolve())
-    known = _read_stamp(cache) or {}
+    cached = _read_stamp(cache) or {}
+    known = dict(cached)
     inputs = {}
     for name in ("path", "items_path"):
         if data[name]:
             data[name] = str(Path(data[name]).resolve())
             inputs[name], known[data[name]] = input_fingerprint(data[name], known.get(data[name]))
-    if inputs:
+    if known != cached:
         atomic_write_json(cache, known)
     return {"data": data, "inputs": inputs, "time_buckets": cfg.retrieval.time_buckets}
 
@@ -156,8 +156,9 @@ def input_fingerprint(path: str, cached: Optional[dict] = None) -> tuple[dict, d
 
 
 def _read_stamp(path: Path) -> Optional[dict]:
+    """A YAML (or JSON, which YAML reads too) mapping, or None when missing or unreadable."""
     try:
-        stamp = (yaml.safe_load(path.read_text()) if path.suffix == ".yaml" else json.loads(path.read_text()))
+        stamp = yaml.safe_load(path.read_text())
     except (OSError, ValueError, yaml.YAMLError):
         return None
     return stamp if isinstance(stamp, dict) else None

@@ -266,13 +266,9 @@ _AUTO_BANDS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"), (np.inf, "ns"))  # magni
 _DAY_MONTH = r"^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{2,4})\b"
 
 
-def parse_timestamps(values: pd.Series, column: str, source: str, options: ReadOptions = ReadOptions()) -> np.ndarray:
-    """Unix seconds (int64) from numbers (``options.timestamp_unit``), datetimes or date strings."""
-    return _parse_timestamps(values, column, source, options)[0]
-
-
 def _parse_timestamps(values: pd.Series, column: str, source: str, options: ReadOptions) -> tuple[np.ndarray, str]:
-    """(Unix seconds int64, how they were read: a unit or a format); errors name the real row."""
+    """(Unix seconds int64, how they were read: a unit or a format) from numbers
+    (``options.timestamp_unit``), datetimes or date strings; errors name the real row."""
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise SchemaError(f"{source}: column {column!r} has {int(values.isna().sum())} null values (first at row {row})")
@@ -378,7 +374,7 @@ def _optional_times(values: pd.Series, column: str, source: str, options: ReadOp
     out = np.full(len(values), np.nan)
     known = values.notna().to_numpy() & (values.astype(str).str.strip() != "").to_numpy()
     if known.any():
-        out[known] = parse_timestamps(values[known].reset_index(drop=True), column, source, options).astype(np.float64)
+        out[known] = _parse_timestamps(values[known].reset_index(drop=True), column, source, options)[0].astype(np.float64)
     return out
 
 
@@ -429,16 +425,14 @@ def _integer_ids(values: pd.Series, column: str, source: str, id_type: str) -> p
     if pd.api.types.is_float_dtype(values):
         numbers = values.to_numpy(dtype=np.float64)
         bad = ~np.isfinite(numbers) | (np.mod(numbers, 1) != 0) | (np.abs(numbers) > 2**53)
-        parsed = pd.Series([int(v) if ok else None for v, ok in zip(numbers, ~bad)], dtype=object)
     else:
         digits = values.astype(str).str.extract(_INTEGER)[0]
         bad = digits.isna().to_numpy()
-        parsed = digits.map(lambda d: None if pd.isna(d) else int(d))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         why = " (data.id_type is int)" if id_type == "int" else " (a float column: whole numbers up to 2**53 only)"
         raise SchemaError(f"{source}: column {column!r} holds a non-integer id {values.iloc[row]!r} at row {row}{why}")
-    return parsed
+    return pd.Series(numbers.astype(np.int64)) if pd.api.types.is_float_dtype(values) else digits.map(int)
 
 
 def _numeric(values: pd.Series, column: str, source: str) -> np.ndarray:

@@ -42,6 +42,7 @@ import numpy as np
 import tfrs_app  # noqa: F401
 import tensorflow as tf
 
+from tfrs_app.serving.errors import ExportError  # noqa: F401  (re-exported)
 from tfrs_app.serving.inputs import checked
 
 METADATA = "assets.extra/tfrs_app.json"
@@ -50,11 +51,6 @@ LOCK_TIMEOUT_S = 900.0  # longer than a whole export of every model takes on 2 c
 _TMP = re.compile(r"\.tmp-(\d+)-(\d+)")
 
 log = logging.getLogger(__name__)
-
-
-class ExportError(RuntimeError):
-    """An export that could not be written (another export holds the lock, or the disk is full);
-    nothing of it was left behind."""
 
 
 def query_specs(user_features: Sequence[str]) -> dict[str, tf.TensorSpec]:

@@ -78,23 +78,30 @@ def replay_warmup(version_dir: str | os.PathLike) -> int:
 
 def model_dirs(base_dir: str | os.PathLike) -> list[Path]:
     """Model base paths under ``base_dir``: folders holding at least one complete integer version."""
+    return sorted(_newest_complete_versions(base_dir))
+
+
+def _newest_complete_versions(base_dir: str | os.PathLike) -> dict[Path, Path]:
+    """{model base path: its newest complete version} for every model under ``base_dir`` that has one."""
     from tfrs_app.serving.load import newest_complete
 
     base = Path(base_dir)
     if not base.is_dir():
-        return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and newest_complete(p)[0] is not None)
+        return {}
+    newest = {p: newest_complete(p)[0] for p in base.iterdir() if p.is_dir()}
+    return {model: version for model, version in newest.items() if version is not None}
 
 
 def write_models_config(base_dir: str | os.PathLike, absolute: bool = False) -> Path:
     """``<base_dir>/models.config`` with every model base path (TF Serving serves each one's latest
     version), and ``models.stock.config`` without the ones that need ScaNN's ops, for stock
     ``tensorflow/serving`` images. Returns the first path."""
-    from tfrs_app.serving.load import metadata, newest_complete
+    from tfrs_app.serving.load import metadata
 
     base = Path(base_dir)
-    models = model_dirs(base)
-    stock = [m for m in models if not metadata(newest_complete(m)[0]).get("requires_scann")]
+    newest = _newest_complete_versions(base)  # each version's saved_model.pb parsed once
+    models = sorted(newest)
+    stock = [m for m in models if not metadata(newest[m]).get("requires_scann")]
     for name, chosen in (("models.config", models), ("models.stock.config", stock)):
         entries = [f'  config {{\n    name: "{m.name}"\n    base_path: "{m.resolve() if absolute else "/models/" + m.name}"\n'
                    f'    model_platform: "tensorflow"\n  }}\n' for m in chosen]
