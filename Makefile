@@ -38,6 +38,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/ranker.py
 	$(BIN)/python bench/thresholds.py
 	$(BIN)/python bench/delayed_feedback.py
+	$(BIN)/python bench/related.py
+	$(BIN)/python bench/watchnext.py
 	$(BIN)/python bench/serving.py
 	test -d runs/demo/ranker/thresholds || $(BIN)/tfrs-app demo
 	$(BIN)/python bench/mmr.py --run-dir runs/demo

@@ -7,9 +7,11 @@ Stages (each reads and writes one run directory; see README):
     tfrs-app build-index          --run-dir DIR
     tfrs-app train-ranker         [--config FILE] [--set key=value ...]
     tfrs-app calibrate-thresholds --run-dir DIR [--set ranker.threshold_policy=mist ...]
+    tfrs-app train-graph          [--config FILE] [--set key=value ...]   related items (directed item graph)
     tfrs-app export               --run-dir DIR [--base-dir saved_models]
     tfrs-app recommend            --user ID [--history ITEM ...] [--feature user_x=v ...] [--json]
                                   [--model saved_models/recommender]
+    tfrs-app related              --item ID [--item ID ...] [--k K] [--json] [--model saved_models/related_items]
     tfrs-app inspect              PATH (a version, a model base path, or saved_models/)
     tfrs-app report               RUN_DIR (writes RUN_DIR/report.html and report.md)
     tfrs-app tune                 --stage retrieval|ranker [--tuner random|hyperband|bayesian] [--max-trials N]
@@ -46,6 +48,7 @@ EXAMPLES = """examples:
   tfrs-app calibrate-thresholds --run-dir runs/demo
   tfrs-app export --run-dir runs/demo
   tfrs-app recommend --user 42 --history 318 296 --model saved_models/recommender
+  tfrs-app related --item i12 --item i40 --model saved_models/related_items
   tfrs-app inspect saved_models
 
 run `tfrs-app <command> --help` for a command's options."""
@@ -106,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     with_config(p)
     p.set_defaults(func=_train_ranker)
 
+    p = command("train-graph", "build the directed item graph and train the dual-embedding GNN (related items)",
+                "Writes <run_dir>/graph/ (graph, checkpoint, embeddings, WatchNext values, report.json) and prints\n"
+                "test HitRate/MRR of the GNN and the baselines on later \"consumed after\" pairs.",
+                "tfrs-app train-graph --config pipelines/configs/graph.yaml")
+    with_config(p)
+    p.set_defaults(func=_train_graph)
+
     p = command("calibrate-thresholds", "fit per-uncertainty-bucket thresholds on validation, report them on test",
                 example="tfrs-app calibrate-thresholds --run-dir runs/demo --set ranker.threshold_policy=mist")
     p.add_argument("--run-dir", required=True, help="a run directory with a trained ranker")
@@ -131,6 +141,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="saved_models/recommender", help="recommender base path or version folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_recommend)
+
+    p = command("related", "items related to one item or a basket, from an exported related_items SavedModel",
+                "Scores every catalog item against the mean of the inputs' source embeddings (the graph stage's\n"
+                "dual GNN: what tends to come after them); the inputs themselves are never listed. An id that is not\n"
+                "in the catalog is reported and ignored; when no input is known, the most-followed items are shown.",
+                "tfrs-app related --item i12 --item i40 --model saved_models/related_items")
+    p.add_argument("--item", action="append", required=True, metavar="ID",
+                   help="a catalog item id; repeat for a basket (e.g. --item i12 --item i40)")
+    p.add_argument("--model", default="saved_models/related_items",
+                   help="related_items (or related_items_scann) base path or version folder")
+    p.add_argument("--k", type=int, help="how many items to show (default: all the model returns, its export k)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_related)
 
     p = command("tune", "keras-tuner search on validation data; writes the best config as YAML",
                 example="tfrs-app tune --stage retrieval --tuner bayesian --max-trials 20")
@@ -198,6 +221,14 @@ def _train_ranker(args: argparse.Namespace) -> None:
     print(f"run directory: {cfg.run_dir}")
 
 
+def _train_graph(args: argparse.Namespace) -> None:
+    cfg = _config(args)
+    from tfrs_app.graph.train import format_graph_report, run
+
+    print(format_graph_report(run(cfg)))
+    print(f"run directory: {cfg.run_dir}")
+
+
 def _calibrate(args: argparse.Namespace) -> None:
     from tfrs_app.evaluation.report import format_threshold_report
     from tfrs_app.ranking.calibrate import calibrate
@@ -228,6 +259,17 @@ def _recommend(args: argparse.Namespace) -> None:
     recommender = Recommender.load(args.model)
     result = recommender.recommend(args.user, args.history, args.timestamp, features)
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_recommendation(result))
+
+
+def _related(args: argparse.Namespace) -> None:
+    import json
+
+    from tfrs_app.serving.related import RelatedItems, format_related
+
+    if args.k is not None and args.k < 1:
+        raise ValueError(f"--k: must be >= 1, got {args.k}")
+    result = RelatedItems.load(args.model).related_batch([args.item], args.k)[0]
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_related(result))
 
 
 def _tune(args: argparse.Namespace) -> None:

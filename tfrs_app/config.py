@@ -71,11 +71,49 @@ class DelayedSyntheticConfig:
 
 
 @dataclass(frozen=True)
+class DirectedSyntheticConfig:
+    """Sizes of the synthetic log with a planted directed item graph (``tfrs_app/graph/synthetic.py``):
+    ``num_groups`` product lines, each with ``levels`` levels of ``items_per_level`` items (level
+    0 the bases, above them their accessories); every item below the top level has
+    ``successors`` follow-on items at the next level of its group."""
+
+    num_users: int = 3000
+    num_groups: int = 20
+    items_per_level: int = 10
+    levels: int = 6
+    successors: int = 8
+    decay: float = 0.0  # the j-th follow-on of an item is chosen with weight 1 / j ** decay (0: uniform)
+    journeys_per_user: float = 3.0  # Poisson mean: walks that start at a base item
+    continue_probability: float = 0.9  # after each item, the walk goes on to a follow-on item
+    noise_events_per_user: float = 1.0  # Poisson mean: base items bought on their own, any time
+    mean_gap_days: float = 3.0  # exponential gap between the steps of a walk
+    days: float = 365.0
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        for name in ("num_users", "num_groups", "items_per_level", "successors", "journeys_per_user", "mean_gap_days",
+                     "days"):
+            _positive(where, name, getattr(self, name))
+        if self.levels < 2:
+            raise ConfigError(f"{where}.levels: a directed structure needs >= 2 levels, got {self.levels}")
+        if self.decay < 0:
+            raise ConfigError(f"{where}.decay: must be >= 0, got {self.decay}")
+        if self.successors > self.items_per_level:
+            raise ConfigError(f"{where}.successors: must be <= items_per_level ({self.items_per_level}), "
+                              f"got {self.successors}")
+        if not 0.0 <= self.continue_probability <= 1.0:
+            raise ConfigError(f"{where}.continue_probability: must be in [0, 1], got {self.continue_probability}")
+        if self.noise_events_per_user < 0:
+            raise ConfigError(f"{where}.noise_events_per_user: must be >= 0, got {self.noise_events_per_user}")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where interactions come from and how they are split.
 
     source: ``synthetic``, ``synthetic_delayed`` (impressions with delayed conversions, see
-    ``feedback/``), ``movielens/<variant>`` (100k, 1m, latest-small, 20m, 25m),
+    ``feedback/``), ``synthetic_directed`` (a planted directed item graph, see ``graph/``),
+    ``movielens/<variant>`` (100k, 1m, latest-small, 20m, 25m),
     ``csv`` or ``parquet`` (then ``path`` and optionally ``columns``, a mapping from our
     schema's names to the file's column names, and ``items_path`` for a catalog file).
 
@@ -112,11 +150,12 @@ class DataConfig:
     seed: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     delayed: DelayedSyntheticConfig = field(default_factory=DelayedSyntheticConfig)
+    directed: DirectedSyntheticConfig = field(default_factory=DirectedSyntheticConfig)
 
     def validate(self, where: str) -> None:
         from tfrs_app.data.movielens import VARIANTS
 
-        allowed = {"synthetic", "synthetic_delayed", "csv", "parquet"} | {f"movielens/{v}" for v in VARIANTS}
+        allowed = {"synthetic", "synthetic_delayed", "synthetic_directed", "csv", "parquet"} | {f"movielens/{v}" for v in VARIANTS}
         if self.source not in allowed:
             raise ConfigError(f"{where}.source: must be one of {sorted(allowed)}, got {self.source!r}")
         if self.source in ("csv", "parquet") and not self.path:
@@ -155,6 +194,7 @@ class DataConfig:
         _positive(where, "history_length", self.history_length)
         self.synthetic.validate(f"{where}.synthetic")
         self.delayed.validate(f"{where}.delayed")
+        self.directed.validate(f"{where}.directed")
 
 
 @dataclass(frozen=True)
@@ -466,6 +506,10 @@ class RecommenderConfig:
     std_penalty: float = 0.0  # subtracted per unit of (engagement_std + satisfaction_std)
     mmr_lambda: float = 0.7  # 1 = rank by the blended score only; lower = more diverse
     cold_popularity_weight: float = 0.1  # popularity prior added off the personalized path
+    # Adds watchnext_weight * P(engage) * normalised WatchNext value (graph/watchnext.py: expected
+    # follow-on consumption after the item, in [0, 1]) to the blended score; needs a trained graph
+    # in the run. Off by default: see README "Related items" for what the benchmark measured.
+    watchnext_weight: float = 0.0
 
     def validate(self, where: str) -> None:
         for name in ("num_candidates", "top_n"):
@@ -473,11 +517,67 @@ class RecommenderConfig:
         if self.top_n > self.num_candidates:
             raise ConfigError(f"{where}.top_n: must be <= num_candidates ({self.num_candidates}), got {self.top_n}")
         for name in ("exclude_budget", "std_penalty", "cold_popularity_weight", "engagement_weight",
-                     "satisfaction_weight"):
+                     "satisfaction_weight", "watchnext_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.mmr_lambda <= 1.0:
             raise ConfigError(f"{where}.mmr_lambda: must be in [0, 1], got {self.mmr_lambda}")
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """The directed item graph and its dual-embedding GNN (``tfrs_app/graph/``).
+
+    Edges, from the training events of each user in time order (``graph/edges.py``):
+    A -> B when B follows A strictly later within ``window_days`` (each event pairs with at most
+    its next ``max_next`` events), kept when seen ``min_count`` times; similarity edges A - B
+    when two items are consumed within ``coview_minutes`` of each other in either order (same
+    threshold), plus, with ``content_top_k`` > 0, each item's top-k catalog neighbours by
+    title/genre cosine. The model (``graph/model.py``): ``hops`` rounds of neighbour
+    aggregation over degree-adaptive samples (``max_neighbours`` for the lowest-degree items
+    down to ``min_neighbours`` for hubs), dual source/target embeddings (``dual``; false = the
+    symmetric single-embedding baseline), in-batch softmax over edges at ``temperature`` plus
+    ``num_negatives`` uniform catalog negatives (logQ-corrected with ``use_logq``), and
+    ``asymmetry_weight`` times the penalty on scoring a one-way edge backwards. Early stopping
+    on validation HitRate@``k``.
+    """
+
+    window_days: float = 7.0
+    min_count: int = 2
+    max_next: int = 20
+    coview_minutes: float = 30.0
+    content_top_k: int = 0
+    embedding_dim: int = 64
+    hidden_layers: tuple[int, ...] = (128,)
+    hops: int = 2
+    max_neighbours: int = 20
+    min_neighbours: int = 5
+    dual: bool = True
+    asymmetry_weight: float = 1.0
+    temperature: float = 0.1
+    num_negatives: int = 256
+    use_logq: bool = True
+    id_dropout: float = 0.2
+    learning_rate: float = 0.003
+    batch_size: int = 1024
+    epochs: int = 30
+    early_stopping_patience: int = 3
+    k: int = 10  # HitRate@k / MRR@k, and the related-items export's top-k
+
+    def validate(self, where: str) -> None:
+        for name in ("window_days", "min_count", "max_next", "embedding_dim", "hops", "max_neighbours",
+                     "min_neighbours", "temperature", "learning_rate", "batch_size", "epochs", "k"):
+            _positive(where, name, getattr(self, name))
+        for name in ("coview_minutes", "content_top_k", "asymmetry_weight", "num_negatives", "early_stopping_patience"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
+        if self.min_neighbours > self.max_neighbours:
+            raise ConfigError(f"{where}.min_neighbours: must be <= max_neighbours ({self.max_neighbours}), "
+                              f"got {self.min_neighbours}")
+        if any(size <= 0 for size in self.hidden_layers):
+            raise ConfigError(f"{where}.hidden_layers: sizes must be > 0, got {list(self.hidden_layers)}")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ConfigError(f"{where}.id_dropout: must be in [0, 1), got {self.id_dropout}")
 
 
 @dataclass(frozen=True)
@@ -492,6 +592,7 @@ class Config:
     ranker: RankerConfig = field(default_factory=RankerConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     recommender: RecommenderConfig = field(default_factory=RecommenderConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
 
     def validate(self) -> None:
         from tfrs_app.distribute import STRATEGIES
@@ -499,7 +600,8 @@ class Config:
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy: must be one of {list(STRATEGIES)}, got {self.strategy!r}")
         for name, seed in (("seed", self.seed), ("data.seed", self.data.seed), ("data.synthetic.seed", self.data.synthetic.seed),
-                           ("data.delayed.seed", self.data.delayed.seed)):
+                           ("data.delayed.seed", self.data.delayed.seed),
+                           ("data.directed.seed", self.data.directed.seed)):
             if seed < 0:
                 raise ConfigError(f"{name}: must be >= 0 (a NumPy / TensorFlow seed), got {seed}")
         if not self.run_dir.strip():
@@ -509,6 +611,7 @@ class Config:
         self.ranker.validate("ranker")
         self.feedback.validate("feedback")
         self.recommender.validate("recommender")
+        self.graph.validate("graph")
         self.index.validate("index")
         self.export.validate("export")
 

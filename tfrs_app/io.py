@@ -27,6 +27,10 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_to_builtin) + "\n")
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
 def atomic_write_parquet(path: str | os.PathLike, frame) -> None:
     _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 

@@ -5,7 +5,8 @@
   (the test users' queries) -> ``<run_dir>/index/report.json``.
 - ``export(run_dir)``: whatever the run has trained, as one new version under
   ``<export.base_dir>``: the two retrieval SavedModels (stock ops and ScaNN), the ranker (with
-  its thresholds in the graph) and the two recommenders; paths -> ``<run_dir>/exports.json``.
+  its thresholds in the graph), the two recommenders and the two related-items models (the
+  graph stage's, ``serving/related.py``); paths -> ``<run_dir>/exports.json``.
 """
 from __future__ import annotations
 
@@ -135,17 +136,20 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
 
     ``retrieval`` (stock ops) and ``retrieval_scann`` when retrieval was trained; ``ranker`` (and,
     with retrieval, ``recommender`` and ``recommender_scann``) when the ranker was trained, which
-    must then be calibrated. Every model is loaded and its server built before anything is
-    written, so a missing piece fails the export naming what is missing instead of after part
-    of it was published; ``publish_all`` then writes them all under one version number.
+    must then be calibrated; ``related_items`` and ``related_items_scann`` when the graph stage
+    was trained (``<run_dir>/graph/checkpoint``; a run with only a graph exports those two).
+    Every model is loaded and its server built before anything is written, so a missing piece
+    fails the export naming what is missing instead of after part of it was published;
+    ``publish_all`` then writes them all under one version number.
     """
     run_dir = Path(run_dir)
     has_retrieval = trained is not None or (run_dir / "retrieval" / "checkpoint").exists()
     has_ranker = (run_dir / "ranker" / "checkpoint" / "ranker.index").exists()
+    has_graph = (run_dir / "graph" / "checkpoint").exists()
     if (run_dir / "ranker" / "config.yaml").exists() and not has_ranker:  # its training was refused or killed
         log.warning("%s: the ranker's training did not finish (no checkpoint); exporting without it", run_dir)
-    if not has_retrieval and not has_ranker:
-        raise FileNotFoundError(f"{run_dir}: nothing to export (train retrieval or the ranker first)")
+    if not has_retrieval and not has_ranker and not has_graph:
+        raise FileNotFoundError(f"{run_dir}: nothing to export (train retrieval, the ranker or the graph first)")
     ranker = None
     if has_ranker:
         from tfrs_app.ranking.train import load_trained_ranker
@@ -156,12 +160,19 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
                                     f"`tfrs-app calibrate-thresholds --run-dir {run_dir}` first")
     if has_retrieval and trained is None:
         trained = load_trained(run_dir)
-    base_dir = base_dir or (trained if trained is not None else ranker).cfg.export.base_dir
+    graph = None
+    if has_graph:
+        from tfrs_app.graph.train import load_trained_graph
+
+        graph = load_trained_graph(run_dir)
+    base_dir = base_dir or next(t for t in (trained, ranker, graph) if t is not None).cfg.export.base_dir
     writes = _retrieval_writes(run_dir, trained) if trained is not None else {}
     if ranker is not None:
         writes["ranker"] = _ranker_write(run_dir, ranker)
         if trained is not None:
             writes.update(_recommender_writes(run_dir, trained, ranker))
+    if graph is not None:
+        writes.update(_related_writes(run_dir, graph))
     paths = _publish(base_dir, writes)
     log.info("TF Serving config: %s", Path(base_dir) / "models.config")
     previous = read_json(run_dir / "exports.json") if (run_dir / "exports.json").exists() else {}
@@ -192,6 +203,55 @@ def _retrieval_writes(run_dir: Path, trained: TrainedRetrieval) -> dict[str, Wri
         server = RetrievalServer(trained.model.query_tower, layer, user_features, k)
         meta = {**common, "model": name, "index": params.to_dict() if is_scann else "brute_force", "k": k,
                 "outputs": ["item_ids", "scores"]}
+        writes[name] = functools.partial(save_server, server, metadata=meta, scann=is_scann, warmup=warmup)
+    return writes
+
+
+def related_server(trained_graph, scann: bool = False):
+    """The RelatedItemsServer of a trained graph (``graph.train.TrainedGraph``), k = ``graph.k``:
+    exact scoring, or ScaNN over the target table (identifiers = catalog rows). The ScaNN
+    probe count is tuned like the retrieval index's (``index.target_recall`` unless
+    ``index.num_leaves_to_search`` is set), on the catalog items' own source rows as queries
+    (a one-item basket's query). Returns (server, ScaNN params dict or "brute_force", trials)."""
+    from tfrs_app.serving.related import RelatedItemsServer
+
+    if not scann:
+        return RelatedItemsServer.from_trained(trained_graph), "brute_force", []
+    cfg, target = trained_graph.cfg.index, trained_graph.target
+    k = min(trained_graph.cfg.graph.k, len(target))
+    rows = np.arange(len(target), dtype=np.int64)
+    params = _derived_params(cfg, len(rows), k)
+    rng = np.random.default_rng(trained_graph.cfg.seed)
+    queries = trained_graph.source[rng.permutation(len(rows))[: cfg.max_eval_queries]]
+    goal = cfg.target_recall if cfg.num_leaves_to_search is None else 0.0  # explicit values win
+    index, _, params, trials = tune_scann(target, rows, queries, k, params, k, goal)
+    return RelatedItemsServer.from_trained(trained_graph, index=index), params.to_dict(), trials
+
+
+def related_examples(trained_graph) -> dict[str, np.ndarray]:
+    """Warmup inputs: one known item (the most-followed) and a 2-item basket (the next two)."""
+    ids = trained_graph.catalog["item_id"].astype(str).to_numpy()
+    top = ids[np.argsort(-trained_graph.popularity(), kind="stable")[:3]]
+    first, basket = [top[0]], list(top[1:3]) if len(top) >= 3 else list(top[:1])
+    width = max(len(first), len(basket))
+    grid = np.array([first + [""] * (width - len(first)), basket + [""] * (width - len(basket))], dtype=str)
+    blank = np.full_like(grid, "")
+    return {"item_ids": grid, "item_titles": blank, "item_genres": blank}
+
+
+def _related_writes(run_dir: Path, trained_graph) -> dict[str, Write]:
+    """{model: write(tmp)} of the two related-items servers, built here; nothing is written yet."""
+    from tfrs_app.serving.related import OUTPUTS
+
+    warmup = related_examples(trained_graph)
+    writes = {}
+    for name, is_scann in (("related_items", False), ("related_items_scann", True)):
+        server, index, trials = related_server(trained_graph, scann=is_scann)
+        meta = {"run_dir": str(run_dir.resolve()), "model": name, "k": server.k,
+                "num_candidates": server.num_candidates, "index": index, "outputs": list(OUTPUTS),
+                "graph_model": "dual_gnn" if trained_graph.model.dual else "symmetric_gnn"}
+        if trials:
+            meta["tuning"] = trials
         writes[name] = functools.partial(save_server, server, metadata=meta, scann=is_scann, warmup=warmup)
     return writes
 
@@ -233,8 +293,12 @@ def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] 
     """The RecommenderServer of a run (retrieval + calibrated ranker), exact or ScaNN retrieval.
 
     The ScaNN variant's probe count is tuned until recall@R against exact search on held-out
-    queries reaches ``index.target_recall`` (R = num_candidates + exclude_budget).
+    queries reaches ``index.target_recall`` (R = num_candidates + exclude_budget). With
+    ``recommender.watchnext_weight`` > 0 the blend reads the run's WatchNext values
+    (``<run_dir>/graph/watchnext.parquet``; FileNotFoundError naming ``tfrs-app train-graph``
+    when there are none); at 0 nothing is read.
     """
+    from tfrs_app.graph.watchnext import load_watchnext
     from tfrs_app.ranking.calibrate import load_tables
     from tfrs_app.ranking.train import load_trained_ranker
     from tfrs_app.serving.recommender import Blend, Catalog, RecommenderServer
@@ -244,6 +308,7 @@ def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] 
     ranker = ranker or load_trained_ranker(run_dir)
     cfg, rec = trained.cfg, trained.cfg.recommender
     embeddings, ids = candidate_embeddings(trained)
+    watchnext = load_watchnext(run_dir, ids) if rec.watchnext_weight > 0 else None  # before the index work
     retrieve = min(rec.num_candidates + rec.exclude_budget, len(ids))
     rows = np.arange(len(ids), dtype=np.int64)
     if scann:  # tuned for recall@R, the depth the recommender reads, not the index stage's recall@10
@@ -258,9 +323,9 @@ def recommender_server(run_dir: str | Path, trained: Optional[TrainedRetrieval] 
     else:
         index = build_brute_force(embeddings, rows, retrieve)
     catalog = Catalog(ids=ids, titles=trained.catalog["item_title"].to_numpy(), genres=trained.catalog["item_genres"].to_numpy(),
-                      embeddings=trained.catalog_item_vectors(), counts=trained.catalog_counts())
+                      embeddings=trained.catalog_item_vectors(), counts=trained.catalog_counts(), watchnext=watchnext)
     blend = Blend(rec.engagement_weight, rec.satisfaction_weight, rec.std_penalty, rec.mmr_lambda,
-                  rec.cold_popularity_weight)
+                  rec.cold_popularity_weight, rec.watchnext_weight)
     return RecommenderServer(trained.model.query_tower, index, ranker.model, load_tables(run_dir), catalog,
                              trained.model.query_tower.user_feature_names,
                              ranker.model.query_encoder.user_feature_names, cfg.data.history_length,

@@ -28,6 +28,10 @@ def load_interactions(cfg: DataConfig, report: Optional[dict] = None, problems: 
         from tfrs_app.feedback.synthetic import generate_delayed
 
         return generate_delayed(cfg.delayed).interactions
+    if cfg.source == "synthetic_directed":
+        from tfrs_app.graph.synthetic import generate_directed
+
+        return generate_directed(cfg.directed).interactions
     if cfg.source.startswith("movielens/"):
         from tfrs_app.data.movielens import load_movielens
 

@@ -8,7 +8,7 @@ rank-1 ``history`` through, and the request dies deep inside the towers with
 runs these asserts first, on the tensors as they are at run time:
 
 - rank: every input has the rank of its spec (history [B, L], everything else [B]);
-- batch: every input's first dimension equals ``user_id``'s B;
+- batch: every input's first dimension equals ``user_id``'s B (or the first input's);
 - timestamp: Unix seconds in [0, MAX_SECONDS) (MAX_SECONDS is 2300-01-01): a millisecond
   value (1.7e12) or a negative one is refused rather than clipped to the training range,
   which would silently serve the model's last period.
@@ -44,19 +44,21 @@ def _runtime_rank(x: tf.Tensor) -> tf.Tensor:
 def check_query_inputs(features: Mapping[str, tf.Tensor], specs: Mapping[str, tf.TensorSpec]) -> list:
     """Assert ops for ``features`` (the signature's inputs, by name) against ``specs`` (the same
     names; each spec's rank is the expected one): one per input's rank, then (after those: a
-    scalar has no batch dimension) one for the batch sizes, all equal to ``user_id``'s B, and
-    one for the timestamp range."""
+    scalar has no batch dimension) one for the batch sizes, all equal to ``user_id``'s B (the
+    first spec's where there is no ``user_id``: ``item_ids`` of the related-items server), and
+    one for the timestamp range when there is a ``timestamp``."""
     ranks = []
     for name, spec in specs.items():
         rank = _runtime_rank(features[name])
         ranks.append(tf.debugging.Assert(tf.equal(rank, spec.shape.rank), [
             tf.strings.format(f"{name}: expected {_expected(spec)}, got rank {{}}", rank)]))
     with tf.control_dependencies(ranks):
-        names = ["user_id", *(n for n in specs if n != "user_id")]
+        first = "user_id" if "user_id" in specs else next(iter(specs))  # the input whose rows the others follow
+        names = [first, *(n for n in specs if n != first)]
         sizes = [tf.shape(features[n], out_type=tf.int64)[0] for n in names]
         listed = ", ".join(f"{n} {{}}" for n in names)
         checks = ranks + [tf.debugging.Assert(tf.reduce_all(tf.equal(tf.stack(sizes), sizes[0])), [tf.strings.format(
-            f"batch sizes differ: {listed} (every input has one row per user_id)", sizes)])]
+            f"batch sizes differ: {listed} (every input has one row per {first})", sizes)])]
         if "timestamp" in features:
             stamp = tf.cast(features["timestamp"], tf.int64)
             bad = (stamp < 0) | (stamp >= MAX_SECONDS)

@@ -32,7 +32,11 @@ Steps, all in the graph:
 5. Blend: ``engagement_weight * engagement_mean + satisfaction_weight * satisfaction_mean
    - std_penalty * (engagement_std + satisfaction_std)``; rows not on the personalized path
    add ``cold_popularity_weight * log1p(train count) / log1p(max count)`` (cold start leans
-   on popularity).
+   on popularity); every row adds ``watchnext_weight * engagement_mean * watchnext`` where
+   ``watchnext`` is the candidate's normalised WatchNext value in [0, 1] (expected follow-on
+   consumption after the item, ``graph/watchnext.py``): the total value of recommending an
+   item = P(engage) x what consuming it leads to. ``watchnext_weight`` = 0 (the default)
+   leaves the term out of the graph.
 6. MMR (Carbonell and Goldstein 1998): N greedy picks of argmax ``lambda * blended -
    (1 - lambda) * max cosine similarity to the items already picked``, over the retrieval
    tower's candidate embeddings. lambda = 1 is plain ranking by the blended score.
@@ -70,6 +74,7 @@ class Blend:
     std_penalty: float = 0.0
     mmr_lambda: float = 0.7
     cold_popularity_weight: float = 0.1
+    watchnext_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,13 +82,15 @@ class Catalog:
     """Row i of every array is one item: ids, titles, genres [N] str; embeddings [N, D] float32
     (the retrieval candidate tower's item vectors, without the item-bias column:
     ``TrainedRetrieval.catalog_item_vectors``; normalised here, MMR needs cosines); counts [N]
-    training events."""
+    training events; watchnext [N] float32 normalised WatchNext values in [0, 1]
+    (``graph.watchnext.load_watchnext``; None = zeros)."""
 
     ids: np.ndarray
     titles: np.ndarray
     genres: np.ndarray
     embeddings: np.ndarray
     counts: np.ndarray = field(default=None)
+    watchnext: np.ndarray = field(default=None)
 
 
 class RecommenderServer(tf.Module):
@@ -98,6 +105,12 @@ class RecommenderServer(tf.Module):
             raise ValueError(f"top_n: must be in [1, num_candidates={num_candidates}], got {top_n}")
         if not 0.0 <= blend.mmr_lambda <= 1.0:
             raise ValueError(f"mmr_lambda: must be in [0, 1], got {blend.mmr_lambda}")
+        if not blend.watchnext_weight >= 0:
+            raise ValueError(f"watchnext_weight: must be >= 0, got {blend.watchnext_weight}")
+        watchnext = np.zeros(n, np.float32) if catalog.watchnext is None else np.asarray(catalog.watchnext, np.float32)
+        if watchnext.shape != (n,) or not np.isfinite(watchnext).all():
+            raise ValueError(f"catalog.watchnext: expected {n} finite values (one per item), got shape "
+                             f"{watchnext.shape}" + ("" if watchnext.shape != (n,) else " with non-finite values"))
         self.query_tower = query_tower
         self.index = index
         self.ranker = ranker
@@ -116,6 +129,8 @@ class RecommenderServer(tf.Module):
         self.embeddings = tf.constant(catalog.embeddings / np.maximum(norms, 1e-12), tf.float32)
         counts = np.zeros(n) if catalog.counts is None else np.asarray(catalog.counts, np.float64)
         self.popularity = tf.constant((np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)).astype(np.float32))
+        self.watchnext_values = watchnext  # [N], what the blend applies (times watchnext_weight * P(engage))
+        self.watchnext = tf.constant(watchnext)
         self.edges = {h: tf.constant(tables[h].edges, tf.float32, shape=[len(tables[h].edges)]) for h in HEADS}
         self.thresholds = {h: tf.constant(tables[h].thresholds, tf.float32) for h in HEADS}
         self.input_specs = query_specs(sorted(set(user_features) | set(ranker_user_features)))
@@ -173,13 +188,12 @@ class RecommenderServer(tf.Module):
 
         # gate, blend, diversify
         eligible = valid & heads["responsibility"]["decision"]
-        b = self.blend
-        blended = (b.engagement_weight * heads["engagement"]["mean"] + b.satisfaction_weight * heads["satisfaction"]["mean"]
-                   - b.std_penalty * (heads["engagement"]["std"] + heads["satisfaction"]["std"]))
         cold = tf.cast(path_index > 0, tf.float32)[:, None]
-        blended += cold * b.cold_popularity_weight * tf.gather(self.popularity, cand)
+        watchnext = tf.gather(self.watchnext, cand) if self.blend.watchnext_weight else None
+        blended = blend_scores(self.blend, heads, cold, tf.gather(self.popularity, cand), watchnext)
         vectors = tf.gather(self.embeddings, cand)  # [B, K, D]
-        picks, ok = mmr(blended, eligible, tf.matmul(vectors, vectors, transpose_b=True), self.top_n, b.mmr_lambda)
+        picks, ok = mmr(blended, eligible, tf.matmul(vectors, vectors, transpose_b=True), self.top_n,
+                        self.blend.mmr_lambda)
 
         def take(values):
             return tf.gather(values, picks, batch_dims=1)
@@ -208,6 +222,27 @@ class RecommenderServer(tf.Module):
         out["candidate_status"] = tf.tensor_scatter_nd_update(status, where, tf.boolean_mask(status_k, valid))
         out["candidate_item_ids"] = retrieved
         return out
+
+
+def blend_scores(blend: Blend, heads: Mapping[str, Mapping[str, tf.Tensor]], cold: tf.Tensor, popularity: tf.Tensor,
+                 watchnext: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """[B, K] blended scores (step 5 of the module docstring).
+
+    heads: {head: {"mean", "std"}} [B, K] MC-dropout summaries; cold [B, 1] float, 1 for rows off
+    the personalized path; popularity, watchnext [B, K]: the candidates' values (``watchnext``
+    may be None when ``blend.watchnext_weight`` is 0: the term is then not built at all, so the
+    scores are bit-identical to a blend without it).
+    """
+    b = blend
+    engagement = heads["engagement"]["mean"]
+    blended = (b.engagement_weight * engagement + b.satisfaction_weight * heads["satisfaction"]["mean"]
+               - b.std_penalty * (heads["engagement"]["std"] + heads["satisfaction"]["std"]))
+    blended += cold * b.cold_popularity_weight * popularity
+    if b.watchnext_weight:
+        if watchnext is None:
+            raise ValueError("blend_scores: watchnext_weight > 0 needs the candidates' WatchNext values")
+        blended += b.watchnext_weight * engagement * watchnext
+    return blended
 
 
 def mmr(relevance: tf.Tensor, eligible: tf.Tensor, similarity: tf.Tensor, n: int, lam: float) -> tuple[tf.Tensor, tf.Tensor]:
