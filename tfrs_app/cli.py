@@ -151,6 +151,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="a catalog item id; repeat for a basket (e.g. --item i12 --item i40)")
     p.add_argument("--model", default="saved_models/related_items",
                    help="related_items (or related_items_scann) base path or version folder")
+    p.add_argument("--title", action="append", metavar="TEXT",
+                   help="the title of each --item, in order (\"\" for none): an id not in the catalog is then "
+                        "embedded from its title and genres (cold start)")
+    p.add_argument("--genres", action="append", metavar="A|B", help="the genres of each --item, in order, as --title")
     p.add_argument("--k", type=int, help="how many items to show (default: all the model returns, its export k)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_related)
@@ -268,7 +272,12 @@ def _related(args: argparse.Namespace) -> None:
 
     if args.k is not None and args.k < 1:
         raise ValueError(f"--k: must be >= 1, got {args.k}")
-    result = RelatedItems.load(args.model).related_batch([args.item], args.k)[0]
+    for name in ("title", "genres"):
+        given = getattr(args, name)
+        if given is not None and len(given) != len(args.item):
+            raise ValueError(f"--{name}: give one per --item ({len(args.item)}), in order, \"\" for none; got {len(given)}")
+    result = RelatedItems.load(args.model).related_batch(
+        [args.item], args.k, None if args.title is None else [args.title], None if args.genres is None else [args.genres])[0]
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_related(result))
 
 

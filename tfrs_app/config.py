@@ -558,6 +558,8 @@ class GraphConfig:
     num_negatives: int = 256
     use_logq: bool = True
     id_dropout: float = 0.2
+    # In training, this share of items lose id and neighbours together (the cold-start path; model.py)
+    cold_dropout: float = 0.2
     learning_rate: float = 0.003
     batch_size: int = 1024
     epochs: int = 30
@@ -576,8 +578,9 @@ class GraphConfig:
                               f"got {self.min_neighbours}")
         if any(size <= 0 for size in self.hidden_layers):
             raise ConfigError(f"{where}.hidden_layers: sizes must be > 0, got {list(self.hidden_layers)}")
-        if not 0.0 <= self.id_dropout < 1.0:
-            raise ConfigError(f"{where}.id_dropout: must be in [0, 1), got {self.id_dropout}")
+        for name in ("id_dropout", "cold_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{where}.{name}: must be in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from tfrs_app.serving.export import RetrievalServer, publish_all, save_server
 log = logging.getLogger(__name__)
 
 Write = Callable[[Path], None]  # fills a version folder (export.publish_all)
+SCANN_MIN_ITEMS = 16  # ScaNN's asymmetric hashing trains 16 centres per block: fewer items cannot build it
 
 
 def candidate_embeddings(trained: TrainedRetrieval) -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +246,12 @@ def _related_writes(run_dir: Path, trained_graph) -> dict[str, Write]:
 
     warmup = related_examples(trained_graph)
     writes = {}
-    for name, is_scann in (("related_items", False), ("related_items_scann", True)):
+    variants = [("related_items", False), ("related_items_scann", True)]
+    if len(trained_graph.target) < SCANN_MIN_ITEMS:
+        log.warning("related_items_scann: skipped, the catalog has %d items (ScaNN's quantiser needs %d); the exact "
+                    "related_items answers alone", len(trained_graph.target), SCANN_MIN_ITEMS)
+        variants = variants[:1]
+    for name, is_scann in variants:
         server, index, trials = related_server(trained_graph, scann=is_scann)
         meta = {"run_dir": str(run_dir.resolve()), "model": name, "k": server.k,
                 "num_candidates": server.num_candidates, "index": index, "outputs": list(OUTPUTS),

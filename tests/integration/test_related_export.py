@@ -169,3 +169,14 @@ def test_cli_related_prints_titles_and_says_what_was_unknown(exported):
 
     done = run_cli("related", "--item", ids[3], "--model", str(base.parent / "nowhere"))
     assert done.returncode == 2 and "no such SavedModel" in done.stderr
+
+    # a new item with a title and genres is embedded from them; one --title per --item
+    title, genres = str(trained.catalog["item_title"].iloc[9]), str(trained.catalog["item_genres"].iloc[9])
+    done = run_cli("related", "--item", "brand-new", "--title", title, "--genres", genres, "--model", str(base), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert not result["fallback"] and result["described"] == ["brand-new"] and result["items"]
+    expected = RelatedItems.load(base).related(["brand-new"], titles=[title], genres=[genres])
+    assert [item["item_id"] for item in result["items"]] == [item.item_id for item in expected]
+    done = run_cli("related", "--item", "a", "--item", "b", "--title", "x", "--model", str(base))
+    assert done.returncode == 2 and "--title: give one per --item" in done.stderr

@@ -186,3 +186,22 @@ def test_no_directed_edges_is_a_clear_error():
     model = DualGraphModel(["A", "B", "C"], ["a", "b", "c"], ["g"] * 3, ["a"], ["g"], max_neighbours=2)
     with pytest.raises(ValueError, match="graph.min_count"):
         fit(model, graph, load_config(None).graph, 0)
+
+
+def test_content_edges_match_every_genre_of_an_item():
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "item_title": ["red car", "blue kettle", "green tree"],
+                          "item_genres": ["Action|Comedy", "Comedy", "Drama"]})
+    graph = build_graph(FIVE.iloc[:0], items, window_days=7, min_count=1, content_top_k=1)
+    sims = {(graph.item_ids[a], graph.item_ids[b]) for a, b in zip(graph.sim_a, graph.sim_b)}
+    assert ("b", "a") in sims  # Comedy second in a's list is the same token as b's Comedy
+    assert not {("c", "a"), ("c", "b")} & sims  # nothing in common: no edge
+
+
+def test_direction_evidence_by_hand():
+    """1 - 2 P(X <= r), X ~ Binomial(w + r, 1/2): a -> b 10 times against 2 back: 1 - 2 * 79/4096."""
+    empty = np.zeros(0, np.int64)
+    graph = ItemGraph(np.array(list("abc")), np.array([0, 1, 0, 2]), np.array([1, 0, 2, 1]),
+                      np.array([10, 2, 2, 3], np.float32), empty, empty, np.zeros(0, np.float32), np.ones(3, np.int64),
+                      np.zeros(3))
+    np.testing.assert_allclose(graph.direction_evidence(), [1 - 2 * 79 / 4096, 0.0, 0.5, 0.75], atol=1e-6)
+    assert graph.one_way().tolist() == [False, False, True, True]

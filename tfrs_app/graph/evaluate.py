@@ -2,7 +2,8 @@
 
 A scorer maps source rows [Q] to scores over the whole catalog [Q, N]. For each pair the rank of
 its target among all items but the source itself (1 = best; ties count against the target,
-so a constant scorer gets no hits) gives HitRate@k and MRR@k (reciprocal rank, 0 beyond k).
+so a constant scorer gets no hits while N - 1 > k; NaN scores rank last) gives HitRate@k and
+MRR@k (reciprocal rank, 0 beyond k).
 
 ``asymmetry``: for one-way pairs A -> B (B -> A is neither held out nor a known edge), the share
 where B ranks higher given A than A given B; a symmetric scorer sits near 0.5.
@@ -25,11 +26,12 @@ def target_ranks(scorer: Scorer, sources: np.ndarray, targets: np.ndarray, chunk
     for start in range(0, len(unique), chunk):
         rows = unique[start:start + chunk]
         scores = np.asarray(scorer(rows), dtype=np.float64)
+        scores[np.isnan(scores)] = -np.inf  # a NaN score ranks last, never first
         scores[np.arange(len(rows)), rows] = -np.inf  # never the input itself
         members = np.flatnonzero((inverse >= start) & (inverse < start + len(rows)))
         local = inverse[members] - start
         own = scores[local, targets[members]]
-        ranks[members] = (scores[local] >= own[:, None]).sum(axis=1)  # ties count against the target
+        ranks[members] = np.maximum((scores[local] >= own[:, None]).sum(axis=1), 1)  # ties count against the target
     return ranks
 
 

@@ -16,7 +16,7 @@ Shapes: N catalog items, D = ``embedding_dim``, K = neighbours per relation (pad
 - Score(A -> B) = source(A) . target(B) (cosine; / temperature in the loss).
 
 Loss per batch of directed edges (a -> b): softmax cross-entropy of b against the batch's other
-targets and ``num_negatives`` uniform catalog items (accidental hits masked; with ``use_logq``
+targets and ``num_negatives`` uniform items of the id vocabulary (accidental hits masked; with ``use_logq``
 each column's logit less the log of its chance to be a column: edges are drawn by weight, so
 popular targets fill the batch and would otherwise be pushed down, Yi et al. 2019), plus, for edges
 whose reverse is not an edge, ``asymmetry_weight`` * softplus((score(b -> a) - score(a -> b)) /
@@ -67,7 +67,7 @@ class DualGraphModel(tf.keras.Model):
                  embedding_dim: int = 64, hidden_layers: Sequence[int] = (128,), hops: int = 2, dual: bool = True,
                  temperature: float = 0.1, asymmetry_weight: float = 1.0, num_negatives: int = 256,
                  id_dropout: float = 0.2, seed: int = 0, id_vocabulary: Optional[Sequence[str]] = None,
-                 use_logq: bool = True, **kwargs):
+                 use_logq: bool = True, cold_dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_items = len(item_ids)
         self.dual = bool(dual)
@@ -79,6 +79,7 @@ class DualGraphModel(tf.keras.Model):
                               "item_title": tf.constant(np.asarray(titles, dtype=str)),
                               "item_genres": tf.constant(np.asarray(genres, dtype=str))}
         vocabulary = list(item_ids if id_vocabulary is None else id_vocabulary)
+        self.vocabularies = {"ids": vocabulary, "titles": list(title_vocabulary), "genres": list(genre_vocabulary)}
         self.encoder = CandidateTower(vocabulary, list(title_vocabulary), list(genre_vocabulary), embedding_dim,
                                       hidden_layers, embedding_dim, id_dropout, l2_normalize=True, seed=seed,
                                       name="metadata")
@@ -89,6 +90,12 @@ class DualGraphModel(tf.keras.Model):
         self.neighbours = {name: tf.Variable(pad, trainable=False, name=f"neighbours_{name}")
                            for name in ("out", "inc", "sim")}
         self.use_logq = bool(use_logq)
+        self.cold_dropout = float(cold_dropout)
+        # Sampled negatives come from the items with an id row only: an item the training events
+        # never show would otherwise only ever be a negative, and be pushed below every query
+        # before it has a single event (what cold start must not do).
+        known = np.flatnonzero(np.isin(np.asarray(item_ids, dtype=str), np.asarray(vocabulary, dtype=str)))
+        self.negative_rows = tf.constant(known if len(known) else np.arange(self.num_items), tf.int32)
         # [N] share of training edges into each item: in-batch targets are drawn from it (set_target_prior)
         self.target_prior = tf.Variable(tf.fill([self.num_items], 1.0 / max(self.num_items, 1)), trainable=False,
                                         name="target_prior")
@@ -115,9 +122,18 @@ class DualGraphModel(tf.keras.Model):
         return norm(source + new_source), norm(target + new_target)
 
     def embed(self, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-        """(source [N, D], target [N, D]) of the catalog over the current neighbour samples."""
-        source = target = self.encoder(self.item_features, training=training)
-        index = {name: variable for name, variable in self.neighbours.items()}
+        """(source [N, D], target [N, D]) of the catalog over the current neighbour samples.
+
+        In training, a ``cold_dropout`` share of the items lose their id (the OOV row) and all
+        their neighbours at once, as a new item would (DropoutNet, Volkovs et al. 2017): the
+        metadata-only path that serves cold items is trained against the warm ones."""
+        features, index = self.item_features, {name: variable for name, variable in self.neighbours.items()}
+        if training and self.cold_dropout > 0:
+            cold = tf.random.uniform([self.num_items], seed=self.seed + 7) < self.cold_dropout
+            features = {**features, "item_id": tf.where(cold, tf.constant(""), features["item_id"])}
+            index = {name: tf.where(cold[:, None], tf.fill(tf.shape(value), self.num_items), value)
+                     for name, value in index.items()}
+        source = target = self.encoder(features, training=training)
         for hop in range(len(self.source_layers)):
             source, target = self._hop(hop, source, target, index)
         return source, target
@@ -136,15 +152,18 @@ class DualGraphModel(tf.keras.Model):
         return self.embed(training=training)
 
     def edge_loss(self, src: tf.Tensor, dst: tf.Tensor, one_way: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
-        """Mean loss over a batch of edges src -> dst ([B] int32 rows; one_way [B] bool; weight [B])."""
+        """Mean loss over a batch of edges src -> dst ([B] int32 rows; weight [B]); one_way [B] in
+        [0, 1] (or bool) scales each edge's asymmetry term (``ItemGraph.direction_evidence``)."""
         source, target = self.embed(training=True)
         query, positive = tf.gather(source, src), tf.gather(target, dst)
-        negatives = tf.random.uniform([self.num_negatives], 0, self.num_items, dtype=tf.int32, seed=self.seed)
+        pick = tf.random.uniform([self.num_negatives], 0, tf.shape(self.negative_rows)[0], dtype=tf.int32, seed=self.seed)
+        negatives = tf.gather(self.negative_rows, pick)
         columns = tf.concat([dst, negatives], axis=0)  # [B + M]
         logits = tf.matmul(query, tf.gather(target, columns), transpose_b=True) / self.temperature
         if self.use_logq:  # sampled softmax correction: a column's chance of being in the batch
             batch, sampled = tf.cast(tf.shape(dst)[0], tf.float32), float(self.num_negatives)
-            chance = (batch * tf.gather(self.target_prior, columns) + sampled / self.num_items) / (batch + sampled)
+            uniform = sampled / tf.cast(tf.shape(self.negative_rows)[0], tf.float32)
+            chance = (batch * tf.gather(self.target_prior, columns) + uniform) / (batch + sampled)
             logits -= tf.math.log(tf.maximum(chance, 1e-12))[None, :]
         same = tf.equal(dst[:, None], columns[None, :])  # accidental hits: the row's own target elsewhere
         own = tf.pad(tf.eye(tf.shape(dst)[0], dtype=tf.bool), [[0, 0], [0, self.num_negatives]])

@@ -16,9 +16,11 @@ Planted structure (a pure function of ``DirectedSyntheticConfig`` and its seed):
 - A user consumes an item at most once (a walk ends at an item already consumed), and every
   accessory in a user's log comes after an item it is a follow-on of: the planted edges go
   one way, up one level, never down.
-- Metadata names the group, not the level: the genre is the line (``Line7``), the title the
-  line's two words and the item's number. An item held out of the graph can be placed in its
-  line from metadata, but which way its edges go must be learned from the graph.
+- Metadata names the line and the kind, as a product title would ("case" is not "phone"): the
+  genres are the line and the level (``Line7|Level2``), the title the line's two words, the
+  kind (``Base``, ``Accessory1``, ...) and the item's number. So an item held out of the
+  graph can be placed from metadata alone (cold start); which items it follows must still be
+  learned from the graph, since every item of a level has its own follow-ons.
 
 ``DirectedData.truth`` holds each item's group and level and the planted successor pairs.
 """
@@ -96,9 +98,11 @@ def generate_directed(cfg: DirectedSyntheticConfig = DirectedSyntheticConfig()) 
     times = START + np.asarray(times).astype(np.int64)
 
     item_ids = np.char.add("i", item.astype(str)).astype(object)
-    genres = np.array([f"Line{g}" for g in group], dtype=object)
+    genres = np.array([f"Line{g}|Level{l}" for g, l in zip(group, level)], dtype=object)
     adjective, noun = group % len(ADJECTIVES), (group // len(ADJECTIVES) * 7 + group) % len(NOUNS)
-    titles = np.array([f"{ADJECTIVES[a]} {NOUNS[n]} {i}" for a, n, i in zip(adjective, noun, item)], dtype=object)
+    kinds = np.array(["Base"] + [f"Accessory{l}" for l in range(1, cfg.levels)], dtype=object)
+    titles = np.array([f"{ADJECTIVES[a]} {NOUNS[n]} {kinds[l]} {i}" for a, n, l, i in zip(adjective, noun, level, item)],
+                      dtype=object)
     events = pd.DataFrame({
         "user_id": np.char.add("u", users.astype(str)).astype(object),
         "item_id": item_ids[items],

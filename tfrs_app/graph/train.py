@@ -3,10 +3,13 @@ baselines, and write what serving needs.
 
     <run_dir>/graph/config.yaml        the resolved config of this stage
     <run_dir>/graph/graph.npz          the item graph of the known events (train + validation)
-    <run_dir>/graph/checkpoint/        the GNN's weights
+    <run_dir>/graph/checkpoint/        the GNN's weights; vocabulary.json, its id/title/genre vocabularies
     <run_dir>/graph/embeddings.npz     item_ids [N], source [N, D], target [N, D] over that graph
     <run_dir>/graph/watchnext.parquet  WatchNext values per catalog item (graph/watchnext.py)
     <run_dir>/graph/report.json        graph sizes, training curve, test metrics of every model
+
+The folder is written whole to a temp folder and swapped in (``io.atomic_write_dir``), so a
+failed or killed run leaves the previous model, config and tables together.
 
 Protocol (time split of the run's data): the model trains on the edges of the training events
 and stops early on validation HitRate@k (pairs whose target event is in validation, best
@@ -37,7 +40,7 @@ from tfrs_app.graph.evaluate import evaluate_scorer, one_way_pairs, rank_metrics
 from tfrs_app.graph.model import DualGraphModel
 from tfrs_app.graph.sampling import NeighbourSampler
 from tfrs_app.graph.watchnext import save_watchnext, watchnext_values
-from tfrs_app.io import atomic_write_bytes, atomic_write_dir, atomic_write_json
+from tfrs_app.io import atomic_write_bytes, atomic_write_dir, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 MAX_VALIDATION_PAIRS = 5000
@@ -68,18 +71,22 @@ def graph_of(events: pd.DataFrame, catalog: pd.DataFrame, g: GraphConfig) -> Ite
 
 
 def build_model(cfg: Config, data: RunData, dual: Optional[bool] = None,
-                id_vocabulary: Optional[Sequence[str]] = None) -> DualGraphModel:
+                id_vocabulary: Optional[Sequence[str]] = None, title_vocabulary: Optional[Sequence[str]] = None,
+                genre_vocabulary: Optional[Sequence[str]] = None) -> DualGraphModel:
     """The GNN over ``data``'s catalog, typed arguments from ``cfg.graph`` (``dual`` overrides).
-    Ids get embeddings only for ``id_vocabulary`` (default: the training split's items); any
-    other item is the OOV row, so an item the training events never show is embedded from its
-    metadata alone instead of from an untrained random vector."""
-    g, catalog = cfg.graph, data.catalog
+    Ids get embeddings only for ``id_vocabulary`` (default: the feature space's, the training
+    split's items); any other item is the OOV row, so an item the training events never show
+    is embedded from its metadata alone instead of from an untrained random vector. Title and
+    genre vocabularies default to the feature space's."""
+    g, catalog, space = cfg.graph, data.catalog, data.space
     return DualGraphModel(catalog["item_id"].astype(str).to_numpy(), catalog["item_title"].astype(str).to_numpy(),
-                          catalog["item_genres"].astype(str).to_numpy(), data.space.title_tokens, data.space.genres,
+                          catalog["item_genres"].astype(str).to_numpy(),
+                          space.title_tokens if title_vocabulary is None else title_vocabulary,
+                          space.genres if genre_vocabulary is None else genre_vocabulary,
                           g.max_neighbours, g.embedding_dim, g.hidden_layers, g.hops, g.dual if dual is None else dual,
                           g.temperature, g.asymmetry_weight, g.num_negatives, g.id_dropout, cfg.seed,
-                          id_vocabulary=data.space.item_ids if id_vocabulary is None else id_vocabulary,
-                          use_logq=g.use_logq)
+                          id_vocabulary=space.item_ids if id_vocabulary is None else id_vocabulary,
+                          use_logq=g.use_logq, cold_dropout=g.cold_dropout)
 
 
 def fit(model: DualGraphModel, graph: ItemGraph, g: GraphConfig, seed: int,
@@ -92,7 +99,7 @@ def fit(model: DualGraphModel, graph: ItemGraph, g: GraphConfig, seed: int,
                          f"min_count={g.min_count}); lower graph.min_count or widen graph.window_days")
     rng = np.random.default_rng(seed)
     sampler = NeighbourSampler(graph, g.min_neighbours, g.max_neighbours)
-    one_way = graph.one_way()
+    one_way = graph.direction_evidence()
     probability = graph.weight / graph.weight.sum()
     model.set_target_prior(np.bincount(graph.dst, weights=probability, minlength=graph.num_items))
     draws = max(len(graph.src), 8 * g.batch_size)
@@ -155,10 +162,14 @@ def run(cfg: Config, symmetric_baseline: bool = False) -> dict:
     out = run_dir / "graph"
     tf.keras.utils.set_random_seed(cfg.seed)
     data = prepare_data(cfg)
-    cfg.save(out / "config.yaml")
     models, report = train_and_evaluate(cfg, data, symmetric_baseline, candidate_vectors(run_dir, data.catalog))
-    save_trained(models["dual"], out)
-    atomic_write_json(out / "report.json", report)
+
+    def write(tmp: Path) -> None:  # the whole folder is swapped in at once: never an old model with a new config
+        save_trained(models["dual"], tmp)
+        atomic_write_json(tmp / "report.json", report)
+        cfg.save(tmp / "config.yaml")
+
+    atomic_write_dir(out, write)
     return report
 
 
@@ -200,6 +211,9 @@ def evaluate_models(trained: TrainedGraph, known: pd.DataFrame, test: pd.DataFra
     pairs = held_out_pairs(known, test, graph.item_ids, g.window_days, g.max_next)
     one_way = one_way_pairs(pairs, graph.src, graph.dst, graph.num_items)
     cold = np.flatnonzero(graph.occurrences == 0)  # items the known events never show: metadata only
+    if g.k >= graph.num_items - 1:
+        log.warning("graph.k=%d: the catalog has %d items, so every model lists every other item and scores "
+                    "HitRate@%d 1.0; the metrics say nothing here", g.k, graph.num_items, g.k)
     scorers = {"dual_gnn" if trained.model.dual else "symmetric_gnn": trained.scorer(), **(extra or {}),
                "cooccurrence": CooccurrenceScorer(known, graph.item_ids, g.window_days, g.max_next)}
     if candidate is not None:
@@ -227,11 +241,13 @@ def candidate_vectors(run_dir: Path, catalog: pd.DataFrame) -> Optional[np.ndarr
 
 
 def save_trained(trained: TrainedGraph, out: Path) -> None:
+    """The graph, weights, vocabularies (the model is rebuilt from these, never from the data
+    as it is later), embedding tables and WatchNext values into ``out``."""
     import io
 
     trained.graph.save(out / "graph.npz")
-    checkpoint = tf.train.Checkpoint(model=trained.model)
-    atomic_write_dir(out / "checkpoint", lambda tmp: checkpoint.write(str(tmp / "graph")))
+    tf.train.Checkpoint(model=trained.model).write(str(out / "checkpoint" / "graph"))
+    atomic_write_json(out / "vocabulary.json", {k: list(v) for k, v in trained.model.vocabularies.items()})
     buffer = io.BytesIO()
     np.savez(buffer, item_ids=trained.graph.item_ids.astype(str), source=trained.source, target=trained.target)
     atomic_write_bytes(out / "embeddings.npz", buffer.getvalue())
@@ -242,12 +258,17 @@ def load_trained_graph(run_dir: str | Path) -> TrainedGraph:
     """The trained graph model of a run (FileNotFoundError naming the stage when there is none)."""
     out = Path(run_dir) / "graph"
     checkpoint = out / "checkpoint" / "graph"
-    if not Path(str(checkpoint) + ".index").exists() or not (out / "embeddings.npz").exists():
+    needed = [Path(str(checkpoint) + ".index"), out / "embeddings.npz", out / "vocabulary.json", out / "config.yaml"]
+    if not all(path.exists() for path in needed):
         raise FileNotFoundError(f"{run_dir}: no trained graph model here (run `tfrs-app train-graph` first)")
     cfg = load_config(out / "config.yaml")
     data = load_data(run_dir)
-    model = build_model(cfg, data, id_vocabulary=sorted(set(data.splits.train["item_id"].astype(str))))
+    vocabularies = read_json(out / "vocabulary.json")
+    model = build_model(cfg, data, id_vocabulary=vocabularies["ids"], title_vocabulary=vocabularies["titles"],
+                        genre_vocabulary=vocabularies["genres"])
     graph = ItemGraph.load(out / "graph.npz")
+    if list(graph.item_ids) != list(data.catalog["item_id"].astype(str)):
+        raise ValueError(f"{out / 'graph.npz'}: its items differ from the run's catalog; train the graph again")
     model.encode({name: tensor[:1] for name, tensor in model.item_features.items()})  # creates the variables
     model.embed()
     tf.train.Checkpoint(model=model).read(str(checkpoint)).assert_existing_objects_matched()

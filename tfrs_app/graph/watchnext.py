@@ -45,8 +45,9 @@ def save_watchnext(values: pd.DataFrame, graph_dir: str | Path) -> Path:
 
 
 def load_watchnext(run_dir: str | Path, item_ids) -> np.ndarray:
-    """[len(item_ids)] float32 normalised values aligned with ``item_ids`` (0 for an item the graph
-    stage did not see); FileNotFoundError naming the stage to run when there is none."""
+    """[len(item_ids)] float32 normalised values aligned with ``item_ids``: a catalog item without
+    events has the shrunk catalog mean, an id missing from the file 0; FileNotFoundError naming
+    the stage to run when there is none."""
     path = Path(run_dir) / "graph" / FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: no WatchNext values in this run: run `tfrs-app train-graph --run-dir "

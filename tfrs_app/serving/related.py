@@ -29,7 +29,9 @@ Semantics (N catalog items, D dimensions; Score(A -> B) = source(A) . target(B))
 
 ``related_items`` scores the whole catalog with a matmul and ``tf.math.top_k`` (stock
 TensorFlow ops: stock TF Serving loads it); ``related_items_scann`` retrieves the k + L
-nearest targets with ScaNN and drops the inputs (``import scann`` before loading it). The
+nearest targets with ScaNN and drops the inputs (``import scann`` before loading it). ScaNN
+reorders at most ``num_reordering_candidates`` (400 by default) exactly, so a basket of more
+than that minus k items can come back short: send such baskets to ``related_items``. The
 tables (ids, titles, source and target [N, D], the id -> row hash table, the popular list)
 are variables, so they go into ``variables/`` and the ``saved_model.pb`` stays small.
 """
@@ -269,8 +271,11 @@ class RelatedItems:
                       titles: Optional[Sequence[Sequence[str]]] = None,
                       genres: Optional[Sequence[Sequence[str]]] = None) -> list[Related]:
         """One ``Related`` per basket; ``k`` (default: the model's) cuts the list shorter."""
+        baskets = [list(b) if not isinstance(b, (str, bytes)) else b for b in baskets]  # read twice below
         k = self.k if k is None else int(k)
-        if not 1 <= k <= self.k:
+        if k < 1:
+            raise ValueError(f"k: must be >= 1, got {k}")
+        if k > self.k:
             raise ValueError(f"k: the model returns at most {self.k} items (its export k); got {k}")
         request = related_request(baskets, titles, genres)
         out = {name: value.numpy() for name, value in self.signature(**request).items()}
