@@ -96,15 +96,13 @@ class DirectedSyntheticConfig:
             _positive(where, name, getattr(self, name))
         if self.levels < 2:
             raise ConfigError(f"{where}.levels: a directed structure needs >= 2 levels, got {self.levels}")
-        if self.decay < 0:
-            raise ConfigError(f"{where}.decay: must be >= 0, got {self.decay}")
+        _non_negative(where, "decay", self.decay)
         if self.successors > self.items_per_level:
             raise ConfigError(f"{where}.successors: must be <= items_per_level ({self.items_per_level}), "
                               f"got {self.successors}")
         if not 0.0 <= self.continue_probability <= 1.0:
             raise ConfigError(f"{where}.continue_probability: must be in [0, 1], got {self.continue_probability}")
-        if self.noise_events_per_user < 0:
-            raise ConfigError(f"{where}.noise_events_per_user: must be >= 0, got {self.noise_events_per_user}")
+        _non_negative(where, "noise_events_per_user", self.noise_events_per_user)
 
 
 @dataclass(frozen=True)
@@ -518,8 +516,7 @@ class RecommenderConfig:
             raise ConfigError(f"{where}.top_n: must be <= num_candidates ({self.num_candidates}), got {self.top_n}")
         for name in ("exclude_budget", "std_penalty", "cold_popularity_weight", "engagement_weight",
                      "satisfaction_weight", "watchnext_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
+            _non_negative(where, name, getattr(self, name))
         if not 0.0 <= self.mmr_lambda <= 1.0:
             raise ConfigError(f"{where}.mmr_lambda: must be in [0, 1], got {self.mmr_lambda}")
 
@@ -571,16 +568,14 @@ class GraphConfig:
                      "min_neighbours", "temperature", "learning_rate", "batch_size", "epochs", "k"):
             _positive(where, name, getattr(self, name))
         for name in ("coview_minutes", "content_top_k", "asymmetry_weight", "num_negatives", "early_stopping_patience"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
+            _non_negative(where, name, getattr(self, name))
         if self.min_neighbours > self.max_neighbours:
             raise ConfigError(f"{where}.min_neighbours: must be <= max_neighbours ({self.max_neighbours}), "
                               f"got {self.min_neighbours}")
         if any(size <= 0 for size in self.hidden_layers):
             raise ConfigError(f"{where}.hidden_layers: sizes must be > 0, got {list(self.hidden_layers)}")
         for name in ("id_dropout", "cold_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{where}.{name}: must be in [0, 1), got {getattr(self, name)}")
+            _share(where, name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -726,6 +721,17 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 def _positive(where: str, name: str, value: float) -> None:
     if value <= 0:
         raise ConfigError(f"{where}.{name}: must be > 0, got {value}")
+
+
+def _non_negative(where: str, name: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"{where}.{name}: must be >= 0, got {value}")
+
+
+def _share(where: str, name: str, value: float) -> None:
+    """A dropout-like rate: in [0, 1)."""
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{where}.{name}: must be in [0, 1), got {value}")
 
 
 def _join(where: str, name: str) -> str:

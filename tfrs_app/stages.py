@@ -231,13 +231,12 @@ def related_server(trained_graph, scann: bool = False):
 
 def related_examples(trained_graph) -> dict[str, np.ndarray]:
     """Warmup inputs: one known item (the most-followed) and a 2-item basket (the next two)."""
+    from tfrs_app.serving.related import related_request
+
     ids = trained_graph.catalog["item_id"].astype(str).to_numpy()
-    top = ids[np.argsort(-trained_graph.popularity(), kind="stable")[:3]]
-    first, basket = [top[0]], list(top[1:3]) if len(top) >= 3 else list(top[:1])
-    width = max(len(first), len(basket))
-    grid = np.array([first + [""] * (width - len(first)), basket + [""] * (width - len(basket))], dtype=str)
-    blank = np.full_like(grid, "")
-    return {"item_ids": grid, "item_titles": blank, "item_genres": blank}
+    top = list(ids[np.argsort(-trained_graph.popularity(), kind="stable")[:3]])
+    request = related_request([top[:1], top[1:3] or top[:1]])
+    return {name: tensor.numpy().astype(str) for name, tensor in request.items()}
 
 
 def _related_writes(run_dir: Path, trained_graph) -> dict[str, Write]:

@@ -21,8 +21,8 @@ from tfrs_app.graph.edges import DAY, ordered_events, pairs
 class CooccurrenceScorer:
     def __init__(self, events: pd.DataFrame, item_ids: np.ndarray, window_days: float, max_next: int):
         n = len(item_ids)
-        users, rows, times = ordered_events(events, item_ids)
-        before, after = pairs(users, rows, times, max_next, window_days * DAY, strictly_later=True)
+        users, rows, times, _ = ordered_events(events, item_ids)
+        before, after = (rows[at] for at in pairs(users, rows, times, max_next, window_days * DAY, strictly_later=True))
         counts = sp.csr_matrix((np.ones(len(before), np.float64), (before, after)), shape=(n, n))
         counts.sum_duplicates()
         occurrences = np.maximum(np.bincount(rows, minlength=n), 1).astype(np.float64)

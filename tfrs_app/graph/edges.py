@@ -104,22 +104,22 @@ class ItemGraph:
             return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
-def ordered_events(events: pd.DataFrame, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user codes, item rows, timestamps) sorted by user then time; events of items outside
-    ``item_ids`` are dropped (they are not nodes)."""
+def ordered_events(events: pd.DataFrame, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(user codes, item rows, timestamps, positions in ``events``) sorted by user then time;
+    events of items outside ``item_ids`` are dropped (they are not nodes)."""
     rows = pd.Index(item_ids).get_indexer(events["item_id"].astype(str))
-    keep = rows >= 0
+    keep = np.flatnonzero(rows >= 0)
     users = pd.factorize(events["user_id"].to_numpy()[keep])[0]
     times = events["timestamp"].to_numpy(np.int64)[keep]
     order = np.lexsort((times, users))
-    return users[order], rows[keep][order].astype(np.int64), times[order]
+    return users[order], rows[keep][order].astype(np.int64), times[order], keep[order]
 
 
 def pairs(users: np.ndarray, rows: np.ndarray, times: np.ndarray, max_next: int, max_gap_s: float,
           strictly_later: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(earlier rows, later rows) of every ordered event pair of one user at most ``max_next``
-    events and ``max_gap_s`` seconds apart (inputs sorted by user then time); with
-    ``strictly_later``, pairs at the same second are left out."""
+    """(earlier, later) positions of every ordered event pair of one user at most ``max_next``
+    events and ``max_gap_s`` seconds apart, of two different items (inputs sorted by user then
+    time, ``ordered_events``); with ``strictly_later``, pairs at the same second are left out."""
     first, second = [], []
     for offset in range(1, max_next + 1):
         if offset >= len(rows):
@@ -130,8 +130,9 @@ def pairs(users: np.ndarray, rows: np.ndarray, times: np.ndarray, max_next: int,
             ok &= gap > 0
         if not ok.any() and (gap[users[offset:] == users[:-offset]] > max_gap_s).all():
             break  # every same-user pair this far apart is outside the window: so are farther ones
-        first.append(rows[:-offset][ok])
-        second.append(rows[offset:][ok])
+        at = np.flatnonzero(ok)
+        first.append(at)
+        second.append(at + offset)
     if not first:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(first), np.concatenate(second)
@@ -151,10 +152,11 @@ def build_graph(events: pd.DataFrame, catalog: pd.DataFrame, window_days: float 
                          f"got {min_count}, {max_next}, {window_days}")
     item_ids = catalog["item_id"].to_numpy().astype(str)  # a str array: np.load refuses object arrays
     n = len(item_ids)
-    users, rows, times = ordered_events(events, item_ids)
-    before, after = pairs(users, rows, times, max_next, window_days * DAY, strictly_later=True)
+    users, rows, times, _ = ordered_events(events, item_ids)
+    before, after = (rows[at] for at in pairs(users, rows, times, max_next, window_days * DAY, strictly_later=True))
     src, dst, weight = _counted(before, after, n, min_count)
-    near_a, near_b = pairs(users, rows, times, max_next, coview_minutes * 60, strictly_later=False)
+    near_a, near_b = (rows[at] for at in pairs(users, rows, times, max_next, coview_minutes * 60,
+                                               strictly_later=False))
     sim_a, sim_b, sim_weight = _counted(np.concatenate([near_a, near_b]), np.concatenate([near_b, near_a]), n,
                                         min_count)
     if content_top_k > 0:
@@ -197,37 +199,9 @@ def held_out_pairs(history: pd.DataFrame, later: pd.DataFrame, item_ids: np.ndar
     """The directed pairs (source, target rows, one per user and pair) whose target event is in
     ``later`` and whose source is any earlier event of the same user (in ``history`` or ``later``)
     within the window: what the graph should predict for a period it did not see."""
-    both = pd.concat([history.assign(_later=False), later.assign(_later=True)], ignore_index=True)
-    rows = pd.Index(item_ids).get_indexer(both["item_id"].astype(str))
-    keep = rows >= 0
-    both = both[keep]
-    users = pd.factorize(both["user_id"].to_numpy())[0]
-    times = both["timestamp"].to_numpy(np.int64)
-    flags = both["_later"].to_numpy()
-    order = np.lexsort((times, users))
-    users, rows, times, flags = users[order], rows[keep][order], times[order], flags[order]
-    src, dst, user = [], [], []
-    for offset in range(1, max_next + 1):
-        if offset >= len(rows):
-            break
-        gap = times[offset:] - times[:-offset]
-        ok = ((users[offset:] == users[:-offset]) & (gap <= window_days * DAY) & (gap > 0) & flags[offset:]
-              & (rows[offset:] != rows[:-offset]))
-        src.append(rows[:-offset][ok]), dst.append(rows[offset:][ok]), user.append(users[offset:][ok])
-    frame = pd.DataFrame({"user": np.concatenate(user) if user else [], "source": np.concatenate(src) if src else [],
-                          "target": np.concatenate(dst) if dst else []}).astype(np.int64)
-    return frame.drop_duplicates().reset_index(drop=True)
-
-
-def neighbour_lists(src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR of the out-neighbours: (offsets [N + 1], neighbours [E], weights [E]), heaviest first."""
-    order = np.lexsort((-weight, src))
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=n), out=offsets[1:])
-    return offsets, dst[order].astype(np.int64), weight[order].astype(np.float32)
-
-
-def item_rows(item_ids: np.ndarray, ids) -> np.ndarray:
-    """Catalog rows of ``ids`` (-1 for an id not in the catalog)."""
-    return pd.Index(item_ids).get_indexer(pd.Index(np.asarray(ids, dtype=object).astype(str)))
-
+    both = pd.concat([history, later], ignore_index=True)
+    users, rows, times, positions = ordered_events(both, item_ids)
+    first, second = pairs(users, rows, times, max_next, window_days * DAY, strictly_later=True)
+    held = positions[second] >= len(history)  # the target event is in ``later``
+    frame = pd.DataFrame({"user": users[second][held], "source": rows[first][held], "target": rows[second][held]})
+    return frame.astype(np.int64).drop_duplicates().reset_index(drop=True)

@@ -151,9 +151,10 @@ class DualGraphModel(tf.keras.Model):
     def call(self, inputs=None, training: bool = False):
         return self.embed(training=training)
 
-    def edge_loss(self, src: tf.Tensor, dst: tf.Tensor, one_way: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
-        """Mean loss over a batch of edges src -> dst ([B] int32 rows; weight [B]); one_way [B] in
-        [0, 1] (or bool) scales each edge's asymmetry term (``ItemGraph.direction_evidence``)."""
+    def edge_loss(self, src: tf.Tensor, dst: tf.Tensor, one_way: tf.Tensor) -> tf.Tensor:
+        """Mean loss over a batch of edges src -> dst ([B] int32 rows; edges are drawn by weight, so
+        each counts once); one_way [B] in [0, 1] (or bool) scales each edge's asymmetry term
+        (``ItemGraph.direction_evidence``)."""
         source, target = self.embed(training=True)
         query, positive = tf.gather(source, src), tf.gather(target, dst)
         pick = tf.random.uniform([self.num_negatives], 0, tf.shape(self.negative_rows)[0], dtype=tf.int32, seed=self.seed)
@@ -175,11 +176,5 @@ class DualGraphModel(tf.keras.Model):
             backward = tf.reduce_sum(tf.gather(source, dst) * tf.gather(target, src), axis=1)
             loss += self.asymmetry_weight * tf.cast(one_way, tf.float32) * tf.nn.softplus(
                 (backward - forward) / self.temperature)
-        return tf.reduce_sum(loss * weight) / tf.reduce_sum(weight)
+        return tf.reduce_mean(loss)
 
-
-def asymmetric_loss(forward: np.ndarray, backward: np.ndarray, temperature: float) -> np.ndarray:
-    """The asymmetry term per edge, softplus((score(b -> a) - score(a -> b)) / temperature), in
-    numpy: the formula ``edge_loss`` adds, for checking it by hand."""
-    x = (np.asarray(backward, np.float64) - np.asarray(forward, np.float64)) / temperature
-    return np.logaddexp(0.0, x)

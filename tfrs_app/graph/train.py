@@ -99,6 +99,7 @@ def fit(model: DualGraphModel, graph: ItemGraph, g: GraphConfig, seed: int,
                          f"min_count={g.min_count}); lower graph.min_count or widen graph.window_days")
     rng = np.random.default_rng(seed)
     sampler = NeighbourSampler(graph, g.min_neighbours, g.max_neighbours)
+    fixed = sampler.sample(None) if validation is not None else None  # validation's sample: the same every epoch
     one_way = graph.direction_evidence()
     probability = graph.weight / graph.weight.sum()
     model.set_target_prior(np.bincount(graph.dst, weights=probability, minlength=graph.num_items))
@@ -108,7 +109,7 @@ def fit(model: DualGraphModel, graph: ItemGraph, g: GraphConfig, seed: int,
     @tf.function
     def step(src, dst, flags):
         with tf.GradientTape() as tape:
-            loss = model.edge_loss(src, dst, flags, tf.ones_like(src, tf.float32))
+            loss = model.edge_loss(src, dst, flags)
         variables = model.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
@@ -124,7 +125,7 @@ def fit(model: DualGraphModel, graph: ItemGraph, g: GraphConfig, seed: int,
                   for b in np.array_split(chosen, int(np.ceil(draws / g.batch_size)))]
         record = {"epoch": epoch, "loss": float(np.mean(losses))}
         if validation is not None and len(validation):
-            model.set_neighbours(sampler.sample(None))
+            model.set_neighbours(fixed)
             source, target = (t.numpy() for t in model.embed())
             ranks = target_ranks(EmbeddingScorer(source, target, normalise=False), validation["source"].to_numpy(),
                                  validation["target"].to_numpy())

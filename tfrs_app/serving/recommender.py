@@ -129,8 +129,7 @@ class RecommenderServer(tf.Module):
         self.embeddings = tf.constant(catalog.embeddings / np.maximum(norms, 1e-12), tf.float32)
         counts = np.zeros(n) if catalog.counts is None else np.asarray(catalog.counts, np.float64)
         self.popularity = tf.constant((np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)).astype(np.float32))
-        self.watchnext_values = watchnext  # [N], what the blend applies (times watchnext_weight * P(engage))
-        self.watchnext = tf.constant(watchnext)
+        self.watchnext = tf.constant(watchnext)  # [N], applied times watchnext_weight * P(engage)
         self.edges = {h: tf.constant(tables[h].edges, tf.float32, shape=[len(tables[h].edges)]) for h in HEADS}
         self.thresholds = {h: tf.constant(tables[h].thresholds, tf.float32) for h in HEADS}
         self.input_specs = query_specs(sorted(set(user_features) | set(ranker_user_features)))
