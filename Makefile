@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/thresholds.py
 	$(BIN)/python bench/delayed_feedback.py
 	$(BIN)/python bench/related.py
+	$(BIN)/python bench/cold_dropout.py
 	$(BIN)/python bench/watchnext.py
 	$(BIN)/python bench/serving.py
 	test -d runs/demo/ranker/thresholds || $(BIN)/tfrs-app demo
