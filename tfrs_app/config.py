@@ -106,6 +106,42 @@ class DirectedSyntheticConfig:
 
 
 @dataclass(frozen=True)
+class SequentialSyntheticConfig:
+    """Sizes of the synthetic session log with planted sequential structure
+    (``tfrs_app/sequences/synthetic.py``): a hidden Markov chain over ``num_clusters`` item
+    clusters. Each cluster moves on to one of its ``successors`` next clusters with
+    ``transition_strength`` (the rest of the mass spread over all clusters); the item shown is
+    drawn from the current cluster by a Zipf popularity, never repeating within a session."""
+
+    num_users: int = 2000
+    num_items: int = 1000
+    num_clusters: int = 25
+    successors: int = 2
+    transition_strength: float = 0.85
+    sessions_per_user: float = 4.0  # Poisson mean (at least 1)
+    mean_session_length: float = 8.0  # 2 + Poisson(mean - 2)
+    zipf_exponent: float = 1.0  # item popularity inside a cluster ~ 1 / rank ** exponent
+    mean_gap_seconds: float = 60.0  # between the events of a session
+    days: float = 60.0
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        for name in ("num_users", "num_items", "num_clusters", "successors", "sessions_per_user", "mean_gap_seconds",
+                     "days"):
+            _positive(where, name, getattr(self, name))
+        if self.successors > self.num_clusters:
+            raise ConfigError(f"{where}.successors: must be <= num_clusters ({self.num_clusters}), got {self.successors}")
+        if self.num_items < 2 * self.num_clusters:
+            raise ConfigError(f"{where}.num_items: must be >= 2 * num_clusters ({2 * self.num_clusters}), "
+                              f"got {self.num_items}")
+        if not 0.0 <= self.transition_strength <= 1.0:
+            raise ConfigError(f"{where}.transition_strength: must be in [0, 1], got {self.transition_strength}")
+        if self.mean_session_length < 2:
+            raise ConfigError(f"{where}.mean_session_length: must be >= 2, got {self.mean_session_length}")
+        _non_negative(where, "zipf_exponent", self.zipf_exponent)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where interactions come from and how they are split.
 
@@ -145,15 +181,24 @@ class DataConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     history_length: int = 20
+    # Sessions (``data/sessions.py``): a ``session_id`` column in the log is used as given; without
+    # one, a user's events more than ``session_gap_minutes`` apart start a new session. The
+    # ``session`` split puts the sessions that start in the last ``session_test_days`` in test and
+    # the ``session_val_days`` before them in validation (items unseen in training are dropped
+    # from those sessions, then sessions shorter than 2 events).
+    session_gap_minutes: float = 30.0
+    session_test_days: float = 7.0
+    session_val_days: float = 7.0
     seed: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     delayed: DelayedSyntheticConfig = field(default_factory=DelayedSyntheticConfig)
     directed: DirectedSyntheticConfig = field(default_factory=DirectedSyntheticConfig)
+    sequential: SequentialSyntheticConfig = field(default_factory=SequentialSyntheticConfig)
 
     def validate(self, where: str) -> None:
         from tfrs_app.data.movielens import VARIANTS
 
-        allowed = {"synthetic", "synthetic_delayed", "synthetic_directed", "csv", "parquet"} | {f"movielens/{v}" for v in VARIANTS}
+        allowed = {"synthetic", "synthetic_delayed", "synthetic_directed", "synthetic_sequential", "csv", "parquet"} | {f"movielens/{v}" for v in VARIANTS}
         if self.source not in allowed:
             raise ConfigError(f"{where}.source: must be one of {sorted(allowed)}, got {self.source!r}")
         if self.source in ("csv", "parquet") and not self.path:
@@ -190,9 +235,13 @@ class DataConfig:
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError(f"{where}: val_fraction + test_fraction must be < 1")
         _positive(where, "history_length", self.history_length)
+        for name in ("session_gap_minutes", "session_test_days"):
+            _positive(where, name, getattr(self, name))
+        _non_negative(where, "session_val_days", self.session_val_days)
         self.synthetic.validate(f"{where}.synthetic")
         self.delayed.validate(f"{where}.delayed")
         self.directed.validate(f"{where}.directed")
+        self.sequential.validate(f"{where}.sequential")
 
 
 @dataclass(frozen=True)
@@ -213,6 +262,10 @@ class RetrievalConfig:
     # without it reached a higher Recall@100 and nDCG@10; on leave-last-out it helps. Turn it on
     # to serve users the model has not trained on from their session (see README).
     use_history: bool = False
+    # How the history becomes one vector (with use_history): ``mean`` of the item embeddings,
+    # ``gru`` (the last state of a GRU read oldest to newest), or ``transformer`` (a causal
+    # SASRec-style self-attention block, the newest position's output); ``retrieval/towers.py``.
+    history_encoder: str = "mean"
     use_time: bool = True
     use_text: bool = True
     use_genres: bool = True
@@ -309,6 +362,12 @@ class RetrievalConfig:
         _positive(where, "learning_rate", self.learning_rate)
         if self.optimizer not in ("adam", "adagrad"):
             raise ConfigError(f"{where}.optimizer: must be 'adam' or 'adagrad', got {self.optimizer!r}")
+        if self.history_encoder not in HISTORY_ENCODERS:
+            raise ConfigError(f"{where}.history_encoder: must be one of {list(HISTORY_ENCODERS)}, "
+                              f"got {self.history_encoder!r}")
+
+
+HISTORY_ENCODERS = ("mean", "gru", "transformer")
 
 
 @dataclass(frozen=True)
@@ -578,6 +637,73 @@ class GraphConfig:
             _share(where, name, getattr(self, name))
 
 
+SESSION_LOSSES = ("cross-entropy", "bpr", "top1", "bpr-max", "top1-max")
+
+
+@dataclass(frozen=True)
+class SessionsConfig:
+    """GRU4Rec session recommendations (``tfrs_app/sequences/``; Hidasi et al. 2016, Hidasi and
+    Karatzoglou 2018, and the details of the authors' own implementation).
+
+    Trained with session-parallel mini-batches of ``batch_size`` sessions; the scores of each
+    step are against the mini-batch's targets plus ``num_sampled_negatives`` items drawn from
+    popularity ** ``negative_alpha`` (shared by the mini-batch), under ``loss``. ``embedding_dim``
+    0 is the one-hot input (the input weights are an item table); with ``constrained_embedding``
+    the input and output item tables are one (then the input width is the last hidden size).
+    ``final_activation``: linear | tanh | relu | elu-<alpha> (e.g. elu-1, the BPR-max setting).
+    ``bpreg``: BPR-max's score regularisation; ``logq``: the weight of the logQ correction of
+    cross-entropy's sampled scores. Early stopping on validation Recall@``k``; ``k`` is also the
+    exported list length.
+    """
+
+    loss: str = "bpr-max"
+    hidden_sizes: tuple[int, ...] = (100,)
+    embedding_dim: int = 0
+    constrained_embedding: bool = True
+    dropout_embedding: float = 0.0
+    dropout_hidden: float = 0.0
+    final_activation: str = "elu-1"
+    num_sampled_negatives: int = 2048
+    negative_alpha: float = 0.5
+    bpreg: float = 1.0
+    logq: float = 0.0
+    optimizer: str = "adagrad"  # adagrad | adam
+    learning_rate: float = 0.05
+    momentum: float = 0.0
+    batch_size: int = 32
+    epochs: int = 10
+    early_stopping_patience: int = 2
+    k: int = 20
+
+    def validate(self, where: str) -> None:
+        if self.loss not in SESSION_LOSSES:
+            raise ConfigError(f"{where}.loss: must be one of {list(SESSION_LOSSES)}, got {self.loss!r}")
+        if not self.hidden_sizes or any(size <= 0 for size in self.hidden_sizes):
+            raise ConfigError(f"{where}.hidden_sizes: one or more sizes > 0, got {list(self.hidden_sizes)}")
+        for name in ("learning_rate", "batch_size", "epochs", "k"):
+            _positive(where, name, getattr(self, name))
+        for name in ("embedding_dim", "num_sampled_negatives", "negative_alpha", "bpreg", "logq",
+                     "early_stopping_patience"):
+            _non_negative(where, name, getattr(self, name))
+        if self.constrained_embedding and self.embedding_dim:
+            raise ConfigError(f"{where}.embedding_dim: must be 0 with constrained_embedding (the tied table's width is "
+                              f"the last hidden size), got {self.embedding_dim}")
+        for name in ("dropout_embedding", "dropout_hidden", "momentum"):
+            _share(where, name, getattr(self, name))
+        if self.optimizer not in ("adagrad", "adam"):
+            raise ConfigError(f"{where}.optimizer: must be 'adagrad' or 'adam', got {self.optimizer!r}")
+        activation, _, alpha = self.final_activation.partition("-")
+        valid = activation in ("linear", "tanh", "relu") and not alpha
+        if activation == "elu":
+            try:
+                valid = float(alpha) > 0
+            except ValueError:
+                valid = False
+        if not valid:
+            raise ConfigError(f"{where}.final_activation: must be linear, tanh, relu or elu-<alpha > 0>, "
+                              f"got {self.final_activation!r}")
+
+
 @dataclass(frozen=True)
 class Config:
     run_dir: str = "runs/demo"
@@ -591,6 +717,7 @@ class Config:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     recommender: RecommenderConfig = field(default_factory=RecommenderConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
 
     def validate(self) -> None:
         from tfrs_app.distribute import STRATEGIES
@@ -599,7 +726,8 @@ class Config:
             raise ConfigError(f"strategy: must be one of {list(STRATEGIES)}, got {self.strategy!r}")
         for name, seed in (("seed", self.seed), ("data.seed", self.data.seed), ("data.synthetic.seed", self.data.synthetic.seed),
                            ("data.delayed.seed", self.data.delayed.seed),
-                           ("data.directed.seed", self.data.directed.seed)):
+                           ("data.directed.seed", self.data.directed.seed),
+                           ("data.sequential.seed", self.data.sequential.seed)):
             if seed < 0:
                 raise ConfigError(f"{name}: must be >= 0 (a NumPy / TensorFlow seed), got {seed}")
         if not self.run_dir.strip():
@@ -610,6 +738,7 @@ class Config:
         self.feedback.validate("feedback")
         self.recommender.validate("recommender")
         self.graph.validate("graph")
+        self.sessions.validate("sessions")
         self.index.validate("index")
         self.export.validate("export")
 
