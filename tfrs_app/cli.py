@@ -8,9 +8,11 @@ Stages (each reads and writes one run directory; see README):
     tfrs-app train-ranker         [--config FILE] [--set key=value ...]
     tfrs-app calibrate-thresholds --run-dir DIR [--set ranker.threshold_policy=mist ...]
     tfrs-app train-graph          [--config FILE] [--set key=value ...]   related items (directed item graph)
+    tfrs-app train-sessions       [--config FILE] [--set key=value ...]   GRU4Rec session recommendations
     tfrs-app export               --run-dir DIR [--base-dir saved_models]
     tfrs-app recommend            --user ID [--history ITEM ...] [--feature user_x=v ...] [--json]
                                   [--model saved_models/recommender]
+    tfrs-app recommend            --session ID [ID ...] [--k K] [--json] [--model saved_models/session_recommender]
     tfrs-app related              --item ID [--item ID ...] [--k K] [--json] [--model saved_models/related_items]
     tfrs-app inspect              PATH (a version, a model base path, or saved_models/)
     tfrs-app report               RUN_DIR (writes RUN_DIR/report.html and report.md)
@@ -49,6 +51,8 @@ EXAMPLES = """examples:
   tfrs-app export --run-dir runs/demo
   tfrs-app recommend --user 42 --history 318 296 --model saved_models/recommender
   tfrs-app related --item i12 --item i40 --model saved_models/related_items
+  tfrs-app train-sessions --config pipelines/configs/sessions.yaml
+  tfrs-app recommend --session i3 i17 i5 --model saved_models/sessions/session_recommender
   tfrs-app inspect saved_models
 
 run `tfrs-app <command> --help` for a command's options."""
@@ -116,6 +120,13 @@ def _parser() -> argparse.ArgumentParser:
     with_config(p)
     p.set_defaults(func=_train_graph)
 
+    p = command("train-sessions", "train GRU4Rec on the log's sessions and compare it with the session baselines",
+                "Writes <run_dir>/sessions/ (checkpoint, vocabulary, report.json) and prints test Recall/MRR of\n"
+                "GRU4Rec, popularity and session-kNN on every next event of the held-out sessions.",
+                "tfrs-app train-sessions --config pipelines/configs/sessions.yaml")
+    with_config(p)
+    p.set_defaults(func=_train_sessions)
+
     p = command("calibrate-thresholds", "fit per-uncertainty-bucket thresholds on validation, report them on test",
                 example="tfrs-app calibrate-thresholds --run-dir runs/demo --set ranker.threshold_policy=mist")
     p.add_argument("--run-dir", required=True, help="a run directory with a trained ranker")
@@ -129,16 +140,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--base-dir", help="where model base paths go (default: the config's export.base_dir)")
     p.set_defaults(func=_export)
 
-    p = command("recommend", "final top-N for a user from an exported recommender SavedModel",
-                "Unknown users are served by the cold-start path; --history items are excluded from the list.",
+    p = command("recommend", "final top-N for a user (recommender), or the next items of a session (session model)",
+                "--user: the recommender SavedModel; unknown users are served by the cold-start path, or by the\n"
+                "session model on their --history when its export sits beside the recommender; --history items are\n"
+                "excluded from the list.\n"
+                "--session: the session model (GRU4Rec) on the given items, oldest first; items it does not know are\n"
+                "skipped, the session's own items are never listed, and a session with no known item gets the most\n"
+                "popular items (the fallback). Give --user or --session, not both.",
                 "tfrs-app recommend --user 42 --history 318 296 --model saved_models/recommender")
-    p.add_argument("--user", required=True, help="user id (unknown users are served by the cold-start path)")
+    p.add_argument("--user", help="user id (unknown users are served by the cold-start path)")
+    p.add_argument("--session", nargs="+", metavar="ID",
+                   help="the session's item ids, oldest first: answered by the session model instead of --user")
+    p.add_argument("--k", type=int, help="with --session: how many items to show (default: the model's export k)")
     p.add_argument("--history", nargs="*", default=[], metavar="ITEM",
                    help="items the user has seen, most recent first (excluded; the first ones drive the query)")
     p.add_argument("--timestamp", type=int, help="Unix seconds of the request (default: now; a time after the "
                    "training data is read as its last moment; milliseconds are refused)")
     p.add_argument("--feature", action="append", default=[], metavar="USER_F=VALUE", help="a user feature")
-    p.add_argument("--model", default="saved_models/recommender", help="recommender base path or version folder")
+    p.add_argument("--model", help="recommender (--user; default saved_models/recommender) or session_recommender "
+                   "(--session; default saved_models/session_recommender) base path or version folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_recommend)
 
@@ -233,6 +253,14 @@ def _train_graph(args: argparse.Namespace) -> None:
     print(f"run directory: {cfg.run_dir}")
 
 
+def _train_sessions(args: argparse.Namespace) -> None:
+    cfg = _config(args)
+    from tfrs_app.sequences.train import format_sessions_report, run
+
+    print(format_sessions_report(run(cfg)))
+    print(f"run directory: {cfg.run_dir}")
+
+
 def _calibrate(args: argparse.Namespace) -> None:
     from tfrs_app.evaluation.report import format_threshold_report
     from tfrs_app.ranking.calibrate import calibrate
@@ -254,15 +282,39 @@ def _recommend(args: argparse.Namespace) -> None:
 
     from tfrs_app.serving.recommender import Recommender, format_recommendation
 
+    if (args.user is None) == (args.session is None):
+        raise ValueError("give --user ID (the recommender) or --session ID [ID ...] (the session model), "
+                         + ("not both" if args.user is not None else "one of them"))
+    if args.session is not None:
+        _recommend_session(args)
+        return
+    if args.k is not None:
+        raise ValueError("--k: only with --session (the recommender's list length is its export's top_n)")
     features = {}
     for item in args.feature:
         if "=" not in item:
             raise ValueError(f"--feature {item!r}: expected user_<name>=value")
         key, value = item.split("=", 1)
         features[key] = value
-    recommender = Recommender.load(args.model)
+    recommender = Recommender.load(args.model or "saved_models/recommender")
     result = recommender.recommend(args.user, args.history, args.timestamp, features)
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_recommendation(result))
+
+
+def _recommend_session(args: argparse.Namespace) -> None:
+    """``recommend --session``: the session model's next items, or a named error."""
+    import json
+
+    from tfrs_app.serving.sessions import SessionRecommendations, format_sessions
+
+    given = [name for name, value in (("history", args.history), ("feature", args.feature),
+                                      ("timestamp", args.timestamp)) if value not in (None, [])]
+    if given:
+        raise ValueError(f"--{given[0]}: only with --user; with --session the items are the session")
+    if args.k is not None and args.k < 1:
+        raise ValueError(f"--k: must be >= 1, got {args.k}")
+    result = SessionRecommendations.load(args.model or "saved_models/session_recommender").recommend(args.session, args.k)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_sessions(result))
 
 
 def _related(args: argparse.Namespace) -> None:

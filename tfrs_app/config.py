@@ -177,7 +177,7 @@ class DataConfig:
     labels_from_rating: bool = False
     rating_satisfied: float = 4.0
     rating_irresponsible: float = 1.0
-    split: str = "time"  # time | random | leave_last_out (fractions unused there; val when val_fraction > 0)
+    split: str = "time"  # time | random (fractions) | leave_last_out (val when val_fraction > 0) | session (days below)
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     history_length: int = 20
@@ -653,9 +653,11 @@ class SessionsConfig:
     ``final_activation``: linear | tanh | relu | elu-<alpha> (e.g. elu-1, the BPR-max setting).
     ``bpreg``: BPR-max's score regularisation; ``logq``: the weight of the logQ correction of
     cross-entropy's sampled scores. Early stopping on validation Recall@``k``; ``k`` is also the
-    exported list length.
+    exported list length. ``sequence``: ``session`` trains on the data's sessions, ``user`` on each
+    user's whole history as one sequence (the leave-last-out protocol's unit).
     """
 
+    sequence: str = "session"
     loss: str = "bpr-max"
     hidden_sizes: tuple[int, ...] = (100,)
     embedding_dim: int = 0
@@ -676,6 +678,8 @@ class SessionsConfig:
     k: int = 20
 
     def validate(self, where: str) -> None:
+        if self.sequence not in ("session", "user"):
+            raise ConfigError(f"{where}.sequence: must be 'session' or 'user', got {self.sequence!r}")
         if self.loss not in SESSION_LOSSES:
             raise ConfigError(f"{where}.loss: must be one of {list(SESSION_LOSSES)}, got {self.loss!r}")
         if not self.hidden_sizes or any(size <= 0 for size in self.hidden_sizes):

@@ -5,8 +5,9 @@
   (the test users' queries) -> ``<run_dir>/index/report.json``.
 - ``export(run_dir)``: whatever the run has trained, as one new version under
   ``<export.base_dir>``: the two retrieval SavedModels (stock ops and ScaNN), the ranker (with
-  its thresholds in the graph), the two recommenders and the two related-items models (the
-  graph stage's, ``serving/related.py``); paths -> ``<run_dir>/exports.json``.
+  its thresholds in the graph), the two recommenders, the two related-items models (the
+  graph stage's, ``serving/related.py``) and the two session recommenders (the sessions
+  stage's GRU4Rec, ``serving/sessions.py``); paths -> ``<run_dir>/exports.json``.
 """
 from __future__ import annotations
 
@@ -138,7 +139,10 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
     ``retrieval`` (stock ops) and ``retrieval_scann`` when retrieval was trained; ``ranker`` (and,
     with retrieval, ``recommender`` and ``recommender_scann``) when the ranker was trained, which
     must then be calibrated; ``related_items`` and ``related_items_scann`` when the graph stage
-    was trained (``<run_dir>/graph/checkpoint``; a run with only a graph exports those two).
+    was trained (``<run_dir>/graph/checkpoint``; a run with only a graph exports those two);
+    ``session_recommender`` and ``session_recommender_scann`` when the sessions stage was
+    trained (``<run_dir>/sessions/checkpoint``; a run with only sessions exports those two).
+    The ScaNN variants of related items and sessions need ``SCANN_MIN_ITEMS`` items.
     Every model is loaded and its server built before anything is written, so a missing piece
     fails the export naming what is missing instead of after part of it was published;
     ``publish_all`` then writes them all under one version number.
@@ -147,10 +151,12 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
     has_retrieval = trained is not None or (run_dir / "retrieval" / "checkpoint").exists()
     has_ranker = (run_dir / "ranker" / "checkpoint" / "ranker.index").exists()
     has_graph = (run_dir / "graph" / "checkpoint").exists()
+    has_sessions = (run_dir / "sessions" / "checkpoint").exists()
     if (run_dir / "ranker" / "config.yaml").exists() and not has_ranker:  # its training was refused or killed
         log.warning("%s: the ranker's training did not finish (no checkpoint); exporting without it", run_dir)
-    if not has_retrieval and not has_ranker and not has_graph:
-        raise FileNotFoundError(f"{run_dir}: nothing to export (train retrieval, the ranker or the graph first)")
+    if not has_retrieval and not has_ranker and not has_graph and not has_sessions:
+        raise FileNotFoundError(f"{run_dir}: nothing to export (train retrieval, the ranker or the graph first, "
+                                f"or the session model: `tfrs-app train-sessions`)")
     ranker = None
     if has_ranker:
         from tfrs_app.ranking.train import load_trained_ranker
@@ -166,7 +172,12 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
         from tfrs_app.graph.train import load_trained_graph
 
         graph = load_trained_graph(run_dir)
-    base_dir = base_dir or next(t for t in (trained, ranker, graph) if t is not None).cfg.export.base_dir
+    sessions = None
+    if has_sessions:
+        from tfrs_app.sequences.train import load_trained_sessions
+
+        sessions = load_trained_sessions(run_dir)
+    base_dir = base_dir or next(t for t in (trained, ranker, graph, sessions) if t is not None).cfg.export.base_dir
     writes = _retrieval_writes(run_dir, trained) if trained is not None else {}
     if ranker is not None:
         writes["ranker"] = _ranker_write(run_dir, ranker)
@@ -174,6 +185,8 @@ def export(run_dir: str | Path, trained: Optional[TrainedRetrieval] = None, base
             writes.update(_recommender_writes(run_dir, trained, ranker))
     if graph is not None:
         writes.update(_related_writes(run_dir, graph))
+    if sessions is not None:
+        writes.update(_session_writes(run_dir, sessions))
     paths = _publish(base_dir, writes)
     log.info("TF Serving config: %s", Path(base_dir) / "models.config")
     previous = read_json(run_dir / "exports.json") if (run_dir / "exports.json").exists() else {}
@@ -258,6 +271,74 @@ def _related_writes(run_dir: Path, trained_graph) -> dict[str, Write]:
         if trials:
             meta["tuning"] = trials
         writes[name] = functools.partial(save_server, server, metadata=meta, scann=is_scann, warmup=warmup)
+    return writes
+
+
+def session_server(trained_sessions, scann: bool = False):
+    """The SessionRecommenderServer of a trained session model (``sequences.train.TrainedSessions``),
+    k = ``sessions.k``: exact scoring, or ScaNN over [W_y, b_y] (identifiers = score columns).
+    The ScaNN probe count is tuned like the retrieval index's (``index.target_recall`` unless
+    ``index.num_leaves_to_search`` is set), on one-item sessions as queries (the GRU's output
+    after each of up to ``index.max_eval_queries`` items). Returns (server, ScaNN params dict
+    or "brute_force", trials)."""
+    import tensorflow as tf
+
+    from tfrs_app.serving.sessions import SessionRecommenderServer, scann_queries, scann_table
+
+    if not scann:
+        return SessionRecommenderServer.from_trained(trained_sessions), "brute_force", []
+    cfg, model = trained_sessions.cfg, trained_sessions.model
+    table = scann_table(model)
+    k = min(cfg.sessions.k, len(table))
+    rows = np.arange(len(table), dtype=np.int64)
+    params = _derived_params(cfg.index, len(rows), k)
+    rng = np.random.default_rng(cfg.seed)
+    firsts = rng.permutation(len(rows))[: cfg.index.max_eval_queries] + 1  # model rows of one-item sessions
+    output = model.encode(tf.constant(firsts[:, None]), tf.ones([len(firsts)], tf.int32))
+    queries = scann_queries(output).numpy()
+    goal = cfg.index.target_recall if cfg.index.num_leaves_to_search is None else 0.0  # explicit values win
+    index, _, params, trials = tune_scann(table, rows, queries, k, params, k, goal)
+    return SessionRecommenderServer.from_trained(trained_sessions, index=index), params.to_dict(), trials
+
+
+def session_examples(trained_sessions) -> dict[str, np.ndarray]:
+    """Warmup inputs: a one-item session (the most popular item) and a two-item one (the next two)."""
+    from tfrs_app.serving.sessions import session_request
+
+    vocabulary = trained_sessions.vocabulary
+    top = list(vocabulary.item_ids[np.argsort(-vocabulary.counts, kind="stable")[:3]].astype(str))
+    request = session_request([top[:1], top[1:3] or top[:1]])
+    return {name: tensor.numpy().astype(str) for name, tensor in request.items()}
+
+
+def _session_writes(run_dir: Path, trained_sessions) -> dict[str, Write]:
+    """{model: write(tmp)} of the two session recommenders, built here; nothing is written yet.
+    Titles come from the run's catalog (``<run_dir>/data/items.parquet``)."""
+    from tfrs_app.data.prepare import load_data
+    from tfrs_app.serving.sessions import EXCLUDE_BUDGET, OUTPUTS, save_session_server
+
+    vocabulary = trained_sessions.vocabulary
+    catalog = load_data(run_dir).catalog
+    titles = catalog.set_index(catalog["item_id"].astype(str))["item_title"].astype(str)
+    titles = titles.reindex(vocabulary.item_ids.astype(str)).fillna("").to_numpy()
+    warmup = session_examples(trained_sessions)
+    writes = {}
+    variants = [("session_recommender", False), ("session_recommender_scann", True)]
+    if len(vocabulary) < SCANN_MIN_ITEMS:
+        log.warning("session_recommender_scann: skipped, the model has %d items (ScaNN's quantiser needs %d); the "
+                    "exact session_recommender answers alone", len(vocabulary), SCANN_MIN_ITEMS)
+        variants = variants[:1]
+    for name, is_scann in variants:
+        server, index, trials = session_server(trained_sessions, scann=is_scann)
+        meta = {"run_dir": str(run_dir.resolve()), "model": name, "k": server.k,
+                "num_candidates": server.num_candidates, "index": index, "outputs": list(OUTPUTS),
+                "session_model": "gru4rec", "gru4rec": trained_sessions.model.get_config()}
+        if is_scann:
+            meta["exclude_budget"] = EXCLUDE_BUDGET
+        if trials:
+            meta["tuning"] = trials
+        writes[name] = functools.partial(save_session_server, server, metadata=meta, titles=titles, scann=is_scann,
+                                         warmup=warmup)
     return writes
 
 

@@ -1,8 +1,9 @@
 """The data every training stage shares: splits, catalog and feature space of a run directory.
 
-    <run_dir>/data/{train,val,test}.parquet  the splits; items.parquet, the catalog
+    <run_dir>/data/{train,val,test}.parquet  the splits (with session_id, session_position); items.parquet, the catalog
     <run_dir>/data/config.yaml               the data section and input-file fingerprints they were made from
-    <run_dir>/data/report.json               what reading found (delimiter, timestamp unit, duplicates, ...)
+    <run_dir>/data/report.json               what reading found (delimiter, timestamp unit, duplicates, ...),
+                                             the sessions of the whole log and what a session split dropped
     <run_dir>/features.json                  vocabularies and stats (FeatureSpace), train split only
 
 The first stage to run (retrieval or ranker) prepares them; later stages reuse them when the
@@ -21,6 +22,7 @@ import pandas as pd
 import yaml
 
 from tfrs_app.config import Config, ConfigError
+from tfrs_app.data.sessions import assign_sessions, session_stats
 from tfrs_app.data.sources import load_interactions
 from tfrs_app.data.splits import Splits, split
 from tfrs_app.features.space import FeatureSpace
@@ -53,6 +55,8 @@ def prepare_data(cfg: Config) -> RunData:
     if why is None:
         try:
             data = load_data(run_dir)
+            if "session_id" not in data.splits.train.columns:  # same config, split and data: only the columns are new
+                raise ValueError("prepared before sessions (no session_id column)")
         except (FileNotFoundError, ValueError) as error:  # a partial earlier run or a damaged file
             log.warning("data: %s; preparing the data again", error)
         else:
@@ -68,7 +72,13 @@ def prepare_data(cfg: Config) -> RunData:
     report: dict = {}
     interactions = load_interactions(cfg.data, report)
     check_sizes(cfg, len(interactions.items))
-    splits = split(interactions.events, cfg.data.split, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed)
+    events = assign_sessions(interactions.events, cfg.data.session_gap_minutes, cfg.data.seed)
+    report["sessions"] = session_stats(events)
+    dropped: dict = {}
+    splits = split(events, cfg.data.split, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.seed,
+                   cfg.data.session_test_days, cfg.data.session_val_days, dropped)
+    if dropped:
+        report["session_split"] = dropped
     catalog = interactions.items
     for name, frame in zip(PARTS, (splits.train, splits.val, splits.test, catalog)):
         atomic_write_parquet(run_dir / "data" / f"{name}.parquet", frame)
@@ -76,8 +86,9 @@ def prepare_data(cfg: Config) -> RunData:
     space.save(run_dir / "features.json")
     atomic_write_json(run_dir / "data" / "report.json", report)
     atomic_write_text(stamp_path, yaml.safe_dump(stamp, sort_keys=True))
-    log.info("data: %s events, %s items, splits %s (%.1fs)%s", len(interactions.events), len(catalog),
-             splits.sizes(), time.perf_counter() - started, _read_summary(report))
+    log.info("data: %s events, %s items, %s sessions (mean length %.1f), splits %s (%.1fs)%s", len(events),
+             len(catalog), report["sessions"]["sessions"], report["sessions"]["mean_length"], splits.sizes(),
+             time.perf_counter() - started, _read_summary(report))
     return RunData(splits, catalog, space)
 
 

@@ -6,6 +6,10 @@ Interactions (one row per logged event, a pandas DataFrame):
 | ---------------------- | ------- | -------- | ----------------------------------------------------- |
 | user_id                | str     | yes      | who                                                   |
 | item_id                | str     | yes      | what                                                  |
+| session_id             | str     | no       | the session of the event, within its user; read as    |
+|                        |         |          | written whatever ``id_type`` (session ids are often   |
+|                        |         |          | UUIDs beside integer item ids). Without it, sessions  |
+|                        |         |          | are cut at gaps (``tfrs_app/data/sessions.py``)       |
 | timestamp              | int64   | yes      | when, Unix seconds (ints, or strings/datetimes parsed) |
 | rating                 | float   | no       | explicit rating if the source has one                 |
 | engagement             | float   | no       | 1 acted on / 0 impression only / NaN unknown          |
@@ -124,6 +128,10 @@ def validate_interactions(events: pd.DataFrame, items: pd.DataFrame | None = Non
         ids = checked(_ids, raw[column], column, source, options.id_type) if column in raw.columns else None
         ids_failed[column] = ids is None
         out[column] = "?" if ids is None else ids
+    if "session_id" in raw.columns:
+        sessions = checked(_ids, raw["session_id"], "session_id", source)
+        if sessions is not None:
+            out["session_id"] = sessions
     stamps = None
     if "timestamp" in raw.columns:
         stamps = checked(_parse_timestamps, raw["timestamp"], "timestamp", source, options)

@@ -32,6 +32,10 @@ def load_interactions(cfg: DataConfig, report: Optional[dict] = None, problems: 
         from tfrs_app.graph.synthetic import generate_directed
 
         return generate_directed(cfg.directed).interactions
+    if cfg.source == "synthetic_sequential":
+        from tfrs_app.sequences.synthetic import generate_sequential
+
+        return generate_sequential(cfg.sequential).interactions
     if cfg.source.startswith("movielens/"):
         from tfrs_app.data.movielens import load_movielens
 

@@ -8,10 +8,15 @@
   the test share (``val_fraction=0.1, test_fraction=0.2`` is 70/10/20).
 - ``leave_last_out_split``: each user's last event is test and the one before it validation
   (the sequential-recommendation protocol); users with fewer than three events stay in train.
+- ``session``: whole sessions by the time they start, the last ``session_test_days`` test and
+  the ``session_val_days`` before them validation; items unseen in training are dropped from
+  those sessions, then sessions shorter than 2 (``data/sessions.py``, the GRU4Rec protocol).
+  The events need ``session_id`` (``assign_sessions``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -84,17 +89,24 @@ def leave_last_out_split(events: pd.DataFrame, use_val: bool = True, seed: int =
     return Splits(*(events[m].reset_index(drop=True) for m in (train, val, test)))
 
 
-SPLITS = ("time", "random", "leave_last_out")
+SPLITS = ("time", "random", "leave_last_out", "session")
 
 
-def split(events: pd.DataFrame, method: str, val_fraction: float, test_fraction: float, seed: int = 0) -> Splits:
-    """``method`` is one of ``SPLITS``; leave_last_out ignores the fractions (val if ``val_fraction`` > 0)."""
+def split(events: pd.DataFrame, method: str, val_fraction: float, test_fraction: float, seed: int = 0,
+          session_test_days: float = 7.0, session_val_days: float = 7.0, report: Optional[dict] = None) -> Splits:
+    """``method`` is one of ``SPLITS``; leave_last_out ignores the fractions (val if ``val_fraction`` > 0);
+    session ignores them for the days, and ``report`` (optional) receives what it dropped
+    (``session_split``)."""
     if method == "time":
         splits = time_split(events, val_fraction, test_fraction)
     elif method == "random":
         splits = random_split(events, val_fraction, test_fraction, seed)
     elif method == "leave_last_out":
         splits = leave_last_out_split(events, use_val=val_fraction > 0, seed=seed)
+    elif method == "session":
+        from tfrs_app.data.sessions import session_split  # it imports Splits from here
+
+        splits = session_split(events, session_test_days, session_val_days, report)
     else:
         raise ValueError(f"data.split: must be one of {list(SPLITS)}, got {method!r}")
     if len(splits.train) == 0 or len(splits.test) == 0:

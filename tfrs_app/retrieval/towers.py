@@ -11,7 +11,9 @@ from typing import Mapping, Optional, Sequence
 import tfrs_app  # noqa: F401  (legacy Keras before TensorFlow)
 import tensorflow as tf
 
+from tfrs_app.config import HISTORY_ENCODERS
 from tfrs_app.data.schema import GENRE_SEPARATOR
+from tfrs_app.retrieval.history import GRUHistoryEncoder, TransformerHistoryEncoder
 
 
 class MaskedMeanEmbedding(tf.keras.layers.Layer):
@@ -60,6 +62,19 @@ class IdEmbedding(tf.keras.layers.Layer):
         return self.embedding(index)
 
 
+def history_encoder_layer(kind: str, input_dim: int, output_dim: int, max_length: int,
+                          name: str = "history") -> tf.keras.layers.Layer:
+    """The ``kind`` of HISTORY_ENCODERS: ids [B, L] (0 = padding, most recent first) -> [B, output_dim],
+    zeros for a row with no history. ``max_length``: the newest items the transformer reads."""
+    if kind == "mean":
+        return MaskedMeanEmbedding(input_dim, output_dim, name=name)
+    if kind == "gru":
+        return GRUHistoryEncoder(input_dim, output_dim, name=name)
+    if kind == "transformer":
+        return TransformerHistoryEncoder(input_dim, output_dim, max_length, name=name)
+    raise ValueError(f"history_encoder: must be one of {list(HISTORY_ENCODERS)}, got {kind!r}")
+
+
 def _mlp(hidden_layers: Sequence[int], output_dim: int, name: str) -> tf.keras.Sequential:
     layers = [tf.keras.layers.Dense(size, activation="relu") for size in hidden_layers]
     layers.append(tf.keras.layers.Dense(output_dim))
@@ -94,6 +109,9 @@ class QueryTower(_Tower):
 
     features: user_id [B] str; user_<f> [B] str for each name in ``user_feature_vocabs``;
     timestamp [B] int64 (Unix s); history [B, L] str, any L, "" pads, unknown ids allowed.
+
+    ``history_encoder`` (with ``use_history``): ``mean`` (a bag), ``gru`` or ``transformer``
+    (order-aware, ``retrieval/history.py``); the transformer reads the newest ``history_length``.
     """
 
     def __init__(self, user_vocabulary: Sequence[str], item_vocabulary: Sequence[str],
@@ -101,8 +119,11 @@ class QueryTower(_Tower):
                  time_boundaries: Sequence[float], embedding_dim: int = 64, hidden_layers: Sequence[int] = (128,),
                  output_dim: int = 64, id_dropout: float = 0.1, use_history: bool = True, use_time: bool = True,
                  l2_normalize: bool = True, history_dropout: float = 0.0,
-                 time_range: Sequence[float] = (), item_bias: bool = False, seed: int = 0, **kwargs):
+                 time_range: Sequence[float] = (), item_bias: bool = False, history_encoder: str = "mean",
+                 history_length: int = 10, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
+        # built (so history_encoder is checked) even when use_history leaves it unused
+        history_layer = history_encoder_layer(history_encoder, len(item_vocabulary) + 2, embedding_dim, history_length)
         self.history_dropout = history_dropout
         self.user = IdEmbedding(user_vocabulary, embedding_dim, id_dropout, seed, name="user_id")
         self.user_features = {
@@ -116,7 +137,7 @@ class QueryTower(_Tower):
         if use_history:
             self.history_lookup = tf.keras.layers.StringLookup(vocabulary=list(item_vocabulary), mask_token="",
                                                                num_oov_indices=1)
-            self.history = MaskedMeanEmbedding(len(item_vocabulary) + 2, embedding_dim, name="history")
+            self.history = history_layer
             self.history_seed = seed + 2
         self.use_time = use_time
         if use_time:
@@ -145,7 +166,7 @@ class QueryTower(_Tower):
                 # features must carry the query too (and the "no history" input is trained)
                 keep = tf.random.uniform(tf.shape(ids)[:1], seed=self.history_seed) >= self.history_dropout
                 ids = tf.where(keep[:, None], ids, tf.zeros_like(ids))
-            parts.append(self.history(ids))
+            parts.append(self.history(ids, training=training))
         if self.use_time:
             seconds = tf.clip_by_value(tf.cast(features["timestamp"], tf.float64), *self.time_range)
             parts.append(tf.cast((seconds - self.time_mean) / self.time_std, tf.float32)[:, None])

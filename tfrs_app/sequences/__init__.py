@@ -1,0 +1,1 @@
+"""Session and sequence recommendation (GRU4Rec, session baselines, next-item evaluation)."""
