@@ -89,7 +89,8 @@ class TransformerHistoryEncoder(tf.keras.layers.Layer):
         self.embedding = tf.keras.layers.Embedding(input_dim, output_dim)
         self.position = tf.keras.layers.Embedding(self.max_length, output_dim, name="position")
         self.dropout = tf.keras.layers.Dropout(dropout)
-        self.blocks = [_SelfAttentionBlock(output_dim, num_heads, dropout, name=f"block_{i}") for i in range(num_blocks)]
+        self.blocks = [_SelfAttentionBlock(output_dim, num_heads, dropout, name=f"block_{i}")
+                       for i in range(num_blocks)]
         self.norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
 
     def call(self, ids: tf.Tensor, training: Optional[bool] = None) -> tf.Tensor:

@@ -40,11 +40,23 @@ Steps, all in the graph:
 6. MMR (Carbonell and Goldstein 1998): N greedy picks of argmax ``lambda * blended -
    (1 - lambda) * max cosine similarity to the items already picked``, over the retrieval
    tower's candidate embeddings. lambda = 1 is plain ranking by the blended score.
+
+Session routing, in the Python client only (``Recommender``; the exported graph is unchanged):
+when a ``session_recommender`` export sits beside the recommender (same base dir), a request
+whose user the retrieval model does not know but that has a history (path
+``unknown_user_with_history``) is answered by the session model (``serving/sessions.py``,
+GRU4Rec) with the history as the session, reversed to oldest first; ``Recommendation.source``
+says ``session_model``. Its items are the session model's top list with its scores: they are
+not ranked, gated or diversified (the graph takes no outside candidates), so they carry no
+head values. When the session model knows none of the history (its popularity fallback), the
+recommender's own answer stands. Every other row, and every row without a session export, is
+the graph's answer with ``source`` ``recommender``.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -270,7 +282,7 @@ class RecommendedItem:
     item_id: str
     title: str
     score: float
-    heads: dict  # {head: {"mean", "std", "bucket", "decision"}}
+    heads: dict  # {head: {"mean", "std", "bucket", "decision"}}; {} for an item of the session model
 
 
 @dataclass(frozen=True)
@@ -279,9 +291,10 @@ class Recommendation:
     path: str
     items: list
     dropped: list  # [(item_id, reason)] for seen and gated items among the retrieved
+    source: str = "recommender"  # or "session_model": who chose the items (module docstring, session routing)
 
     def to_dict(self) -> dict:
-        return {"user_id": self.user_id, "path": self.path,
+        return {"user_id": self.user_id, "path": self.path, "source": self.source,
                 "items": [{"item_id": i.item_id, "title": i.title, "score": i.score, **i.heads} for i in self.items],
                 "dropped": [{"item_id": item, "reason": reason} for item, reason in self.dropped]}
 
@@ -291,28 +304,39 @@ class Recommender:
 
     ``signature`` takes the named inputs as keyword arguments: a loaded SavedModel's
     ``signatures["serving_default"]`` (``Recommender.load``) or, in process, the server's
-    concrete function (``Recommender.from_server``).
+    concrete function (``Recommender.from_server``). ``sessions``: a
+    ``serving.sessions.SessionRecommendations`` that answers unknown users with a history
+    (module docstring, session routing), or None; ``top_n`` cuts its lists to the recommender's
+    length (None: the session model's k).
     """
 
-    def __init__(self, signature, user_features: Sequence[str] = ()):
+    def __init__(self, signature, user_features: Sequence[str] = (), sessions=None, top_n: Optional[int] = None):
         self.signature = signature
         self.user_features = tuple(user_features)
+        self.sessions = sessions
+        self.top_n = top_n
 
     @classmethod
-    def from_server(cls, server: RecommenderServer) -> "Recommender":
+    def from_server(cls, server: RecommenderServer, sessions=None) -> "Recommender":
         names = [n for n in server.input_specs if n not in ("user_id", "timestamp", "history")]
-        return cls(server.signatures()["serving_default"], names)
+        return cls(server.signatures()["serving_default"], names, sessions, server.top_n)
 
     @classmethod
     def load(cls, path) -> "Recommender":
-        """From an exported ``recommender`` or ``recommender_scann`` base path or version folder."""
-        from tfrs_app.serving.load import load_saved_model, metadata, resolve_version
+        """From an exported ``recommender`` or ``recommender_scann`` base path or version folder;
+        with the ``session_recommender`` of the same base dir (its newest complete version) when
+        there is one."""
+        from tfrs_app.serving.load import load_saved_model, metadata, newest_complete, resolve_version
+        from tfrs_app.serving.sessions import SessionRecommendations
 
         version = resolve_version(path)
         meta = metadata(version)
         if meta.get("model", "").split("_")[0] != "recommender":
             raise ValueError(f"{version}: not a recommender export (model: {meta.get('model')!r})")
-        return cls(load_saved_model(version).signatures["serving_default"], meta.get("user_features", ()))
+        beside = Path(version).resolve().parents[1] / "session_recommender"
+        sessions = SessionRecommendations.load(beside) if newest_complete(beside)[0] is not None else None
+        return cls(load_saved_model(version).signatures["serving_default"], meta.get("user_features", ()), sessions,
+                   meta.get("top_n"))
 
     def recommend_batch(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
                         timestamps: Optional[Sequence[int]] = None,
@@ -336,7 +360,22 @@ class Recommender:
             dropped = [(i.decode(), s.decode()) for i, s in zip(out["candidate_item_ids"][b], out["candidate_status"][b])
                        if s.decode() in ("seen", "responsibility")]
             results.append(Recommendation(str(user), out["path"][b].decode(), items, dropped))
-        return results
+        return self._route_sessions(results, histories)
+
+    def _route_sessions(self, results: list[Recommendation], histories: Sequence[Sequence[str]]) -> list[Recommendation]:
+        """Rows of unknown users with a history answered by the session model (module docstring),
+        in one batch; the others, and rows where it knows none of the history, as they are."""
+        rows = [b for b, result in enumerate(results) if result.path == "unknown_user_with_history"]
+        if self.sessions is None or not rows:
+            return results
+        k = self.sessions.k if self.top_n is None else min(self.top_n, self.sessions.k)
+        answers = self.sessions.recommend_batch([list(histories[b])[::-1] for b in rows], k)  # oldest first
+        routed = list(results)
+        for b, answer in zip(rows, answers):
+            if not answer.fallback:
+                items = [RecommendedItem(item.item_id, item.title, item.score, {}) for item in answer.items]
+                routed[b] = Recommendation(results[b].user_id, results[b].path, items, [], "session_model")
+        return routed
 
     def recommend(self, user_id: str, history: Sequence[str] = (), timestamp: Optional[int] = None,
                   user_features: Optional[Mapping[str, str]] = None) -> Recommendation:
@@ -346,6 +385,12 @@ class Recommender:
 
 
 def format_recommendation(rec: Recommendation) -> str:
+    if rec.source == "session_model":
+        lines = [f"user {rec.user_id}: path {rec.path}; {len(rec.items)} items from the session model (the history as "
+                 f"the session; not ranked or gated)", f"{'rank':>4}  {'score':>7}  {'item':>8}  title"]
+        lines += [f"{rank:>4}  {item.score:7.4f}  {item.item_id:>8}  {item.title[:50]}"
+                  for rank, item in enumerate(rec.items, 1)]
+        return "\n".join(lines)
     lines = [f"user {rec.user_id}: path {rec.path}; {len(rec.items)} items; dropped "
              f"{sum(r == 'seen' for _, r in rec.dropped)} seen, {sum(r == 'responsibility' for _, r in rec.dropped)} "
              "by the responsibility gate",
