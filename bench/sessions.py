@@ -19,8 +19,9 @@ most recent sessions sharing an item, 100 neighbours), fitted on the training se
 linear for cross-entropy (with logQ 1) and BPR, tanh for TOP1, elu-1 for BPR-max, linear for
 TOP1-max); the two-tower retrieval model with the history in its query tower, encoded by
 ``mean`` (``tower_mean``, the mean-pooling tower), ``gru`` or ``transformer``
-(``retrieval.use_history=true``, ``history_dropout=0``; its own early stopping on validation
-Recall@100 and refit). The towers' query for a case: user, timestamp, the session so far then
+(``retrieval.use_history=true``, ``history_dropout=0``; early stopping on the same validation
+metric as GRU4Rec, ``sequences/compare.py``'s NextItemEarlyStopping, best epoch restored, no refit,
+as GRU4Rec). The towers' query for a case: user, timestamp, the session so far then
 the user's earlier events (``sequences/compare.py``). Training seconds per epoch and events/s
 beside each. Validation picks the GRU4Rec loss reported as ``best_gru4rec``; test is read once.
 
@@ -75,7 +76,7 @@ def metric_keys(protocol: str) -> list[str]:
 def bench_cell(cell: str, args, base: Path) -> dict:
     from tfrs_app.data.prepare import prepare_data
     from tfrs_app.retrieval.train import load_trained, run as train_retrieval
-    from tfrs_app.sequences.compare import tower_scorer
+    from tfrs_app.sequences.compare import NextItemEarlyStopping, trained_tower_scorer
     from tfrs_app.sequences.train import cases_of, evaluate_cases, metric_name, train_and_evaluate
 
     protocol = cell.split("/", 1)[1]
@@ -107,25 +108,26 @@ def bench_cell(cell: str, args, base: Path) -> dict:
         run_dir = base / f"{slug}-tower-{encoder}"
         cfg = load_config(None, common + [f"run_dir={run_dir}", "retrieval.use_history=true",
                                           "retrieval.history_dropout=0.0", f"retrieval.history_encoder={encoder}",
-                                          "retrieval.baselines=[]"])
+                                          "retrieval.baselines=[]", "retrieval.early_stopping_patience=0",
+                                          "retrieval.refit_on_validation=false"])
         print(f"[{cell}] tower {encoder}", flush=True)
         started = time.perf_counter()
-        metrics = train_retrieval(cfg)
-        trained = load_trained(run_dir)
         data = prepare_data(cfg)
+        stopper = NextItemEarlyStopping(cases_of(data, cfg, "val"), data.catalog, cfg.data.history_length,
+                                        cfg.sessions.k, cfg.sessions.early_stopping_patience)
+        metrics = train_retrieval(cfg, callbacks=[stopper])
         cases = cases_of(data, cfg, "test")
-        test = evaluate_cases(tower_scorer(trained, cases), cases, cfg.sessions.k)
-        epoch_events = len(metrics["loss"]) * metrics["splits"]["train"]
+        test = evaluate_cases(trained_tower_scorer(load_trained(run_dir), cases), cases, cfg.sessions.k)
         epochs_run = len(metrics["loss"])
-        if metrics.get("refit"):
-            epoch_events += metrics["refit"]["epochs"] * metrics["refit"]["events"]
-            epochs_run += metrics["refit"]["epochs"]
         rows[f"tower_{encoder}"] = {**{k: test[k] for k in metric_keys(protocol)},
-                                    "seconds_per_epoch": metrics["train_seconds"] / max(epochs_run, 1),
-                                    "events_per_second": epoch_events / metrics["train_seconds"],
-                                    "epochs": epochs_run, "wall_seconds": time.perf_counter() - started}
+                                    "seconds_per_epoch": metrics["train_seconds"] / epochs_run,
+                                    "events_per_second": epochs_run * metrics["splits"]["train"] / metrics["train_seconds"],
+                                    "best_epoch": stopper.best_epoch, "epochs": epochs_run,
+                                    "wall_seconds": time.perf_counter() - started}
+        val[f"tower_{encoder}"] = max(stopper.history)
     key = metric_keys(protocol)[0]
-    chosen = max((n for n in val if val[n] is not None), key=lambda n: val[n], default=None)
+    chosen = max((n for n in val if n.startswith("gru4rec") and val[n] is not None), key=lambda n: val[n],
+                 default=None)
     ratios = {}
     if chosen:
         for other in ("tower_mean", "session_knn", "popularity"):

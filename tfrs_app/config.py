@@ -183,7 +183,7 @@ class DataConfig:
     history_length: int = 20
     # Sessions (``data/sessions.py``): a ``session_id`` column in the log is used as given; without
     # one, a user's events more than ``session_gap_minutes`` apart start a new session. The
-    # ``session`` split puts the sessions that start in the last ``session_test_days`` in test and
+    # ``session`` split puts the sessions that end in the last ``session_test_days`` in test and
     # the ``session_val_days`` before them in validation (items unseen in training are dropped
     # from those sessions, then sessions shorter than 2 events).
     session_gap_minutes: float = 30.0
@@ -650,7 +650,8 @@ class SessionsConfig:
     popularity ** ``negative_alpha`` (shared by the mini-batch), under ``loss``. ``embedding_dim``
     0 is the one-hot input (the input weights are an item table); with ``constrained_embedding``
     the input and output item tables are one (then the input width is the last hidden size).
-    ``final_activation``: linear | tanh | relu | elu-<alpha> (e.g. elu-1, the BPR-max setting).
+    ``final_activation``: auto | linear | tanh | relu | elu-<alpha>; auto is elu-1 for BPR-max (the
+    original applies ELU before BPR-max only) and linear for the other losses.
     ``bpreg``: BPR-max's score regularisation; ``logq``: the weight of the logQ correction of
     cross-entropy's sampled scores. Early stopping on validation Recall@``k``; ``k`` is also the
     exported list length. ``sequence``: ``session`` trains on the data's sessions, ``user`` on each
@@ -664,7 +665,7 @@ class SessionsConfig:
     constrained_embedding: bool = True
     dropout_embedding: float = 0.0
     dropout_hidden: float = 0.0
-    final_activation: str = "elu-1"
+    final_activation: str = "auto"
     num_sampled_negatives: int = 2048
     negative_alpha: float = 0.5
     bpreg: float = 1.0
@@ -676,6 +677,13 @@ class SessionsConfig:
     epochs: int = 10
     early_stopping_patience: int = 2
     k: int = 20
+
+    @property
+    def activation(self) -> str:
+        """The final activation ``auto`` stands for under this loss."""
+        if self.final_activation != "auto":
+            return self.final_activation
+        return "elu-1" if self.loss == "bpr-max" else "linear"
 
     def validate(self, where: str) -> None:
         if self.sequence not in ("session", "user"):
@@ -697,14 +705,14 @@ class SessionsConfig:
         if self.optimizer not in ("adagrad", "adam"):
             raise ConfigError(f"{where}.optimizer: must be 'adagrad' or 'adam', got {self.optimizer!r}")
         activation, _, alpha = self.final_activation.partition("-")
-        valid = activation in ("linear", "tanh", "relu") and not alpha
+        valid = activation in ("auto", "linear", "tanh", "relu") and not alpha
         if activation == "elu":
             try:
                 valid = float(alpha) > 0
             except ValueError:
                 valid = False
         if not valid:
-            raise ConfigError(f"{where}.final_activation: must be linear, tanh, relu or elu-<alpha > 0>, "
+            raise ConfigError(f"{where}.final_activation: must be auto, linear, tanh, relu or elu-<alpha > 0>, "
                               f"got {self.final_activation!r}")
 
 

@@ -60,7 +60,7 @@ def test_learns_a_planted_successor():
     s = load_config(None, ["sessions.hidden_sizes=[32]", "sessions.num_sampled_negatives=16", "sessions.epochs=4",
                            "sessions.learning_rate=0.1"]).sessions
     train, test = _cycle_sequences(30, 300, 6, 0), _cycle_sequences(30, 50, 6, 1)
-    model = GRU4Rec(30, (32,), final_activation_name=s.final_activation, seed=0)
+    model = GRU4Rec(30, (32,), final_activation_name=s.activation, seed=0)
     result = fit(model, train, s, seed=0)
     assert len(result["epochs"]) == 4 and result["events_per_second"] > 0
     identity = np.arange(1, 31)  # catalog row r -> model row r + 1
@@ -113,8 +113,14 @@ def test_no_sequence_to_learn_from_is_a_clear_error(tmp_path):
     # the demo generator's log has no session_id and spreads a user's events over a year: with a
     # gap of 0.06 s every session is a single event
     cfg = load_config(None, [f"run_dir={tmp_path}", "data.synthetic.num_users=100", "data.synthetic.num_items=150",
-                             "data.session_gap_minutes=0.001"])
+                             "data.session_gap_minutes=0.001", "data.split=leave_last_out"])
     with pytest.raises(ValueError, match="session_gap_minutes"):
+        run(cfg)
+
+
+def test_a_split_that_cuts_sessions_is_refused(tmp_path):
+    cfg = load_config(None, SMALL + [f"run_dir={tmp_path}", "data.split=time"])
+    with pytest.raises(ValueError, match="data.split"):
         run(cfg)
 
 

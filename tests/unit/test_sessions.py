@@ -105,7 +105,7 @@ def split_log():
     """Last event at day 30: test from day 23, validation from day 16. Train items: A B C D."""
     sessions = [  # (session, user, start day, items)
         ("s1", "u1", 1.0, "ABC"), ("s2", "u2", 10.0, "BD"),
-        ("s3", "u1", 15.9, "AC"),  # starts before day 16; its second event at day 16.1 stays in train
+        ("s3", "u1", 15.9, "AC"),  # starts before day 16 but ends at day 16.1: validation (by its end)
         ("s4", "u3", 17.0, "AB"), ("s5", "u2", 20.0, "CED"),  # E unseen in train
         ("s6", "u1", 23.0, "BCA"),  # starts exactly at the test cut
         ("s7", "u3", 25.0, "DZ"),  # Z unseen: one event left, dropped
@@ -121,19 +121,20 @@ def split_log():
     return assign_sessions(f.sort_values("timestamp", kind="stable").reset_index(drop=True), 30)
 
 
-def test_session_split_by_where_sessions_start():
+def test_session_split_by_where_sessions_end():
     report = {}
     s = session_split(split_log(), test_days=7, val_days=7, report=report)
-    assert sorted(s.train["session_id"].unique()) == ["s1", "s2", "s3"]
-    assert sorted(s.val["session_id"].unique()) == ["s4", "s5"]
+    assert sorted(s.train["session_id"].unique()) == ["s1", "s2"]
+    assert s.train["timestamp"].max() < 16 * DAY  # nothing in train after validation opens
+    assert sorted(s.val["session_id"].unique()) == ["s3", "s4", "s5"]
     assert sorted(s.test["session_id"].unique()) == ["s6", "s8"]  # s7 dropped
     s5 = s.val[s.val["session_id"] == "s5"]
     assert list(s5["item_id"]) == ["C", "D"] and list(s5["session_position"]) == [0, 1]  # E dropped, renumbered
-    assert report["val"] == {"sessions": 2, "events": 4, "unseen_item_events_dropped": 1,
+    assert report["val"] == {"sessions": 3, "events": 6, "unseen_item_events_dropped": 1,
                              "short_sessions_dropped": 0, "short_session_events_dropped": 0}
     assert report["test"] == {"sessions": 2, "events": 5, "unseen_item_events_dropped": 1,
                               "short_sessions_dropped": 1, "short_session_events_dropped": 1}
-    assert report["train"] == {"sessions": 3, "events": 7}
+    assert report["train"] == {"sessions": 2, "events": 5}
     assert report["test_start"] == 23 * DAY and report["val_start"] == 16 * DAY
     via_split = split(split_log(), "session", 0.1, 0.1, session_test_days=7, session_val_days=7)
     pd.testing.assert_frame_equal(via_split.test, s.test)
@@ -149,7 +150,7 @@ def test_session_split_refuses_bad_input_by_name():
         session_split(events, 0, 7)
     with pytest.raises(ValueError, match="val_days"):
         session_split(events, 7, -1)
-    with pytest.raises(ValueError, match="no session starts before"):
+    with pytest.raises(ValueError, match="no session ends before"):
         session_split(events, 20, 20)  # reaches back to day -10
     with pytest.raises(ValueError, match="val_days"):
         session_split(events, 7, 0.5)  # days 22.5-23 hold no session

@@ -63,7 +63,7 @@ def prepare_data(cfg: Config) -> RunData:
             if previous != stamp:  # a stamp from before the input fingerprints: upgraded in place
                 atomic_write_text(stamp_path, yaml.safe_dump(stamp, sort_keys=True))
             return data
-    trained = [name for name in ("retrieval", "ranker", "graph") if (run_dir / name / "checkpoint").exists()]
+    trained = [name for name in ("retrieval", "ranker", "graph", "sessions") if (run_dir / name / "checkpoint").exists()]
     if trained and previous is not None and why is not None:
         raise ValueError(f"{run_dir}: {why} since {trained[0]} was trained ({stamp_path}); use a new run_dir, "
                          f"or delete {run_dir} to start over")

@@ -130,9 +130,10 @@ def _by_start(first: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def session_split(events: pd.DataFrame, test_days: float, val_days: float, report: Optional[dict] = None) -> Splits:
-    """Whole sessions by where they start: test = sessions starting at or after (last timestamp
-    - ``test_days``), validation = those starting in the ``val_days`` before, train the rest (a
-    session is never cut, so a train session may run on past the cut).
+    """Whole sessions by where they end, as GRU4Rec's preprocessing does: test = sessions ending
+    at or after (last timestamp - ``test_days``), validation = those ending in the ``val_days``
+    before, train the rest. A session is never cut, and no training event comes after the
+    validation window opens (a held-out session may have begun before its window).
 
     Validation and test are cleaned as in the GRU4Rec papers (Hidasi et al. 2016): events of
     items that do not occur in train are dropped (no model can score an item it never saw),
@@ -155,18 +156,18 @@ def session_split(events: pd.DataFrame, test_days: float, val_days: float, repor
         raise ValueError("session_split: events is empty (0 rows)")
     codes = pd.factorize(events["session_id"])[0]
     times = events["timestamp"].to_numpy(dtype=np.int64)
-    start = pd.Series(times).groupby(codes).min().to_numpy()[codes]  # [N] the start of each event's session
+    end = pd.Series(times).groupby(codes).max().to_numpy()[codes]  # [N] the end of each event's session
     test_start = float(times.max()) - test_days * DAY
     val_start = test_start - val_days * DAY
-    train = events[start < val_start].reset_index(drop=True)
+    train = events[end < val_start].reset_index(drop=True)
     if len(train) == 0:
-        raise ValueError(f"session_split: no session starts before the validation and test windows "
+        raise ValueError(f"session_split: no session ends before the validation and test windows "
                          f"(test_days={test_days}, val_days={val_days} reach back to the log's start); use fewer days")
     seen = set(train["item_id"].unique())
     out = {"test_start": test_start, "val_start": val_start,
            "train": {"sessions": int(train["session_id"].nunique()), "events": len(train)}}
-    val, out["val"] = _held_out(events[(start >= val_start) & (start < test_start)], seen)
-    test, out["test"] = _held_out(events[start >= test_start], seen)
+    val, out["val"] = _held_out(events[(end >= val_start) & (end < test_start)], seen)
+    test, out["test"] = _held_out(events[end >= test_start], seen)
     if len(test) == 0:
         raise ValueError(f"session_split: no test session is left (test_days={test_days}: "
                          f"{out['test']['short_sessions_dropped']} sessions dropped as shorter than 2 events once "

@@ -8,7 +8,7 @@
   the test share (``val_fraction=0.1, test_fraction=0.2`` is 70/10/20).
 - ``leave_last_out_split``: each user's last event is test and the one before it validation
   (the sequential-recommendation protocol); users with fewer than three events stay in train.
-- ``session``: whole sessions by the time they start, the last ``session_test_days`` test and
+- ``session``: whole sessions by the time they end, the last ``session_test_days`` test and
   the ``session_val_days`` before them validation; items unseen in training are dropped from
   those sessions, then sessions shorter than 2 (``data/sessions.py``, the GRU4Rec protocol).
   The events need ``session_id`` (``assign_sessions``).

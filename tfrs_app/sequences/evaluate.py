@@ -130,6 +130,7 @@ def evaluate_next_item(score_fn: ScoreFn, prefixes: Sequence[np.ndarray], target
         rank = np.count_nonzero(scores >= own, axis=1).astype(np.float64)  # the target itself included: 1 + others
         if exclude_seen:
             rank[repeat] = np.inf
+        rank[np.isneginf(own[:, 0])] = np.inf  # a target the model cannot score is a miss, however small the catalog
         ranks[start:start + len(batch)] = rank
         repeats[start:start + len(batch)] = repeat
     hit = ranks <= k

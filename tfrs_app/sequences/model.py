@@ -9,9 +9,10 @@ PyTorch port) rather than the many third-party versions Hidasi and Czapp (2023) 
   ``constrained_embedding``; its width is then the last hidden size).
 - GRU layers of ``hidden_sizes``, ``tanh`` candidate state, the original's gate equations:
   r, z = sigmoid(x W_rz + h U_rz + b_rz), h~ = tanh(x W_h + (r * h) U_h + b_h),
-  h' = (1 - z) h + z h~. Dropout on the input embedding (``dropout_embedding``) and on each
-  layer's output (``dropout_hidden``); the dropped output is also the state carried on, as in
-  the original's training graph.
+  h' = (1 - z) h + z h~. Dropout on the input embedding (``dropout_embedding``; with the one-hot
+  input, on the first layer's output, which is that embedding) and on each layer's output
+  (``dropout_hidden``); the dropped output is also the state carried on, as in the original's
+  training graph.
 - Scores: ``final_activation(h W_y[c]^T + b_y[c])`` against the candidates ``c`` only (the
   mini-batch's targets and the shared samples in training; the whole catalog at serving).
 - Initialisation: uniform +-sqrt(6 / (fan_in + fan_out)) per matrix, the original's
@@ -103,8 +104,10 @@ class GRU4Rec(tf.keras.Model):
             reset, update = rz[:, :size], rz[:, size:]
             candidate = tf.tanh(projected[:, 2 * size:] + tf.matmul(reset * state, recurrent[:, 2 * size:]))
             x = (1.0 - update) * state + update * candidate
-            if training and self.dropout_hidden > 0:
-                x = self._dropout(x, self.dropout_hidden, seed, layer + 1)
+            # the one-hot input's first layer output is the embedding the original drops with dropout_p_embed
+            rate = self.dropout_embedding if (layer == 0 and self.one_hot) else self.dropout_hidden
+            if training and rate > 0:
+                x = self._dropout(x, rate, seed, layer + 1)
             new_states.append(x)
         return x, new_states
 
@@ -120,9 +123,11 @@ class GRU4Rec(tf.keras.Model):
         weights = tf.gather(self.output_items, candidates)
         return self.activation(tf.matmul(output, weights, transpose_b=True) + tf.gather(self.output_bias, candidates))
 
-    def score_all(self, output: tf.Tensor) -> tf.Tensor:
-        """output [B, H] -> [B, N] scores of catalog rows 1..N (column j is ``vocabulary[j]``)."""
-        return self.activation(tf.matmul(output, self.output_items[1:], transpose_b=True) + self.output_bias[1:])
+    def score_all(self, output: tf.Tensor, activate: bool = True) -> tf.Tensor:
+        """output [B, H] -> [B, N] scores of catalog rows 1..N (column j is ``vocabulary[j]``);
+        ``activate`` False: before the (monotone) final activation."""
+        logits = tf.matmul(output, self.output_items[1:], transpose_b=True) + self.output_bias[1:]
+        return self.activation(logits) if activate else logits
 
     # -- whole sequences --------------------------------------------------------------------
     def encode(self, sequences: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:

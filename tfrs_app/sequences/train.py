@@ -91,8 +91,9 @@ def sequences_of(frame: pd.DataFrame, catalog_ids: pd.Index, unit: str, gap_minu
 class Vocabulary:
     """The model's items: model row r (1..N) is ``item_ids[r - 1]``; row 0 is the unknown item.
 
-    Only items seen in training get rows, so no untrained vector is ever ranked. ``counts`` [N]:
-    training events per item (the list for a session of unknown items)."""
+    Only items seen in training get rows (an item seen only as a session's first event is trained
+    as an input and a negative, never as a target). ``counts`` [N]: training events per item
+    (the list for a session of unknown items)."""
 
     def __init__(self, item_ids: Sequence[str], counts: np.ndarray):
         self.item_ids = np.asarray(item_ids, dtype=object)
@@ -116,7 +117,7 @@ class Vocabulary:
 
 def build_model(s: SessionsConfig, num_items: int, seed: int) -> GRU4Rec:
     return GRU4Rec(num_items, s.hidden_sizes, s.embedding_dim, s.constrained_embedding, s.dropout_embedding,
-                   s.dropout_hidden, s.final_activation, seed)
+                   s.dropout_hidden, s.activation, seed)
 
 
 def _optimizer(s: SessionsConfig, variables):
@@ -164,7 +165,12 @@ def fit(model: GRU4Rec, train: Sequences, s: SessionsConfig, seed: int,
                 column_live = tf.concat([live, tf.ones([num_samples], tf.bool)], axis=0)
                 # accidental hits (a column holding the row's own target, the diagonal included) are not negatives
                 mask = (candidates[None, :] != targets[t][:, None]) & column_live[None, :] & live[:, None]
-                logq = s.logq * tf.gather(log_count, candidates) if s.logq > 0 and s.loss == "cross-entropy" else None
+                logq = None
+                if s.logq > 0 and s.loss == "cross-entropy":  # each column by the probability it was drawn with
+                    # (the port's P0[Y] for in-batch targets, P0[S] ** sample_alpha for the shared samples)
+                    drawn = tf.gather(log_count, candidates) * tf.concat(
+                        [tf.ones_like(targets[t], tf.float32), tf.fill([num_samples], float(s.negative_alpha))], 0)
+                    logq = s.logq * drawn
                 rows = session_loss(s.loss, scores, mask, bpreg=s.bpreg, logq=logq)
                 weight = tf.cast(live, tf.float32)
                 loss = tf.reduce_sum(rows * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
@@ -220,7 +226,8 @@ def gru_scorer(model: GRU4Rec, model_rows: np.ndarray, counts: np.ndarray,
     """score_fn for ``sequences/evaluate.py``: prefixes of catalog rows -> [b, N_catalog] scores.
     ``model_rows`` [N_catalog] maps catalog rows to model rows (-1: none; scored -inf). Unknown
     items in a prefix are skipped; a prefix with none known gets log(1 + training count), the
-    popularity list the served model falls back to."""
+    popularity list the served model falls back to. Scores are taken before the final activation
+    (monotone, so the same order, without the ties a saturating tanh or relu would make)."""
     encode = tf.function(model.encode, reduce_retracing=True)
     columns = np.flatnonzero(model_rows >= 0)
     picked = model_rows[columns] - 1  # score_all's column of each of those catalog rows
@@ -229,7 +236,7 @@ def gru_scorer(model: GRU4Rec, model_rows: np.ndarray, counts: np.ndarray,
     def score(prefixes: Sequence[np.ndarray]) -> np.ndarray:
         rows = [r[r > 0] for r in (model_rows[np.asarray(p, np.int64)] for p in prefixes)]
         padded, lengths = pad_sequences(rows, max_length)
-        model_scores = model.score_all(encode(tf.constant(padded), tf.constant(lengths))).numpy()
+        model_scores = model.score_all(encode(tf.constant(padded), tf.constant(lengths)), activate=False).numpy()
         out = np.full((len(prefixes), len(model_rows)), -np.inf, np.float32)
         out[:, columns] = model_scores[:, picked]
         out[lengths == 0, :] = -np.inf
@@ -309,6 +316,9 @@ def train_and_evaluate(cfg: Config, data: RunData) -> tuple[TrainedSessions, dic
     """GRU4Rec on ``data``'s training sequences, early stopping on validation, then GRU4Rec,
     popularity and session-kNN on the same test cases. Returns (trained, report)."""
     s, d = cfg.sessions, cfg.data
+    if d.split not in ("session", "leave_last_out"):
+        raise ValueError(f"data.split: the sessions stage needs 'session' (whole sessions per part) or 'leave_last_out' "
+                         f"(user sequences), got {d.split!r}: a {d.split} split cuts sessions between the parts")
     catalog_ids = pd.Index(data.catalog["item_id"].astype(str))
     train = sequences_of(data.splits.train, catalog_ids, s.sequence, d.session_gap_minutes, d.seed)
     if not np.any(np.diff(train.offsets) >= 2):

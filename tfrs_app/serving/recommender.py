@@ -54,6 +54,7 @@ the graph's answer with ``source`` ``recommender``.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,8 @@ from tfrs_app.serving.ranker import decide
 
 PATHS = ("personalized", "known_user_no_history", "unknown_user_with_history", "cold_start")
 STATUSES = ("recommended", "seen", "responsibility", "not_selected", "beyond_k", "unavailable")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -325,7 +328,8 @@ class Recommender:
     def load(cls, path) -> "Recommender":
         """From an exported ``recommender`` or ``recommender_scann`` base path or version folder;
         with the ``session_recommender`` of the same base dir (its newest complete version) when
-        there is one."""
+        there is one from the same run (metadata ``run_dir``; another run's, or one that fails to
+        load, is left out with a warning)."""
         from tfrs_app.serving.load import load_saved_model, metadata, newest_complete, resolve_version
         from tfrs_app.serving.sessions import SessionRecommendations
 
@@ -334,7 +338,16 @@ class Recommender:
         if meta.get("model", "").split("_")[0] != "recommender":
             raise ValueError(f"{version}: not a recommender export (model: {meta.get('model')!r})")
         beside = Path(version).resolve().parents[1] / "session_recommender"
-        sessions = SessionRecommendations.load(beside) if newest_complete(beside)[0] is not None else None
+        sessions = None
+        newest = newest_complete(beside)[0]
+        if newest is not None:
+            if metadata(newest).get("run_dir") != meta.get("run_dir"):  # another run's catalog: not ours to route to
+                log.warning("%s: from another run than %s; unknown users are not routed to it", beside, version)
+            else:
+                try:
+                    sessions = SessionRecommendations.load(beside)
+                except (OSError, ValueError) as error:  # routing is optional: serve without it, say why
+                    log.warning("%s: cannot be loaded (%s); unknown users are not routed to it", beside, error)
         return cls(load_saved_model(version).signatures["serving_default"], meta.get("user_features", ()), sessions,
                    meta.get("top_n"))
 
