@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/related.py
 	$(BIN)/python bench/cold_dropout.py
 	$(BIN)/python bench/watchnext.py
+	$(BIN)/python bench/sessions.py
 	$(BIN)/python bench/serving.py
 	test -d runs/demo/ranker/thresholds || $(BIN)/tfrs-app demo
 	$(BIN)/python bench/mmr.py --run-dir runs/demo
