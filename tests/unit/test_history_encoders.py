@@ -67,6 +67,7 @@ def test_only_the_ordered_encoders_see_order(kind):
         assert gap < 1e-6
 
 
+@pytest.mark.slow
 def test_the_ordered_encoders_learn_the_most_recent_items_category():
     """Items 1..20 in 4 categories ((id - 1) % 4), histories of 3..6 items; the label is the
     category of the newest item only. A bag cannot tell which item is newest: the mean reaches
@@ -119,6 +120,7 @@ class _QueryServer(tf.Module):
                                  input_signature=[query_specs(tower.user_feature_names)])
 
 
+@pytest.mark.slow
 def test_ordered_query_towers_reload_from_a_saved_model_in_a_fresh_process(tmp_path):
     requests = {
         "wide": {"user_id": np.array([b"u1", b"u2", b"new"]), "timestamp": np.array([1_600_000_000] * 3),
