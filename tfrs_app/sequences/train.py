@@ -33,7 +33,7 @@ import tfrs_app  # noqa: F401
 import tensorflow as tf
 
 from tfrs_app.config import Config, SessionsConfig, load_config
-from tfrs_app.data.prepare import RunData, load_data, prepare_data
+from tfrs_app.data.prepare import RunData, prepare_data
 from tfrs_app.data.sessions import assign_sessions, session_sequences, session_stats
 from tfrs_app.io import atomic_write_dir, atomic_write_json, read_json
 from tfrs_app.sequences.baselines import SessionKNN, SessionPopularity
